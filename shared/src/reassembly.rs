@@ -1,0 +1,479 @@
+//! Reassembly of frames from [`FrameStart`], [`FrameChunk`]s and [`FrameEnd`] on the host.
+//!
+//! The protocol sends one frame at a time: every chunk of frame `n`, in order, before the
+//! start of frame `n + 1`. So the reassembler holds at most one partial frame (bounded by
+//! [`ReassemblerConfig::max_frame_len`]) and knows at once when something went missing.
+//! Every frame that was started, or whose chunks were seen, ends exactly once: delivered
+//! intact (its CRC checked) or reported lost with a [`LossReason`].
+//!
+//! ```text
+//! FrameStart ──► partial frame ──chunks in order──► all bytes ──CRC ok──► Frame
+//!                    │                                   │
+//!                    └─ gap, duplicate, reorder, overrun, └─ CRC bad, or no FrameEnd
+//!                       timeout, next start ─────────────────► Loss { seq, reason }
+//! ```
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::message::{FrameChunk, FrameEnd, FrameStart, Message};
+use crate::wire::FrameCrc;
+
+/// Limits of a [`Reassembler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblerConfig {
+    /// Largest frame accepted, in bytes; larger frames are lost as [`LossReason::TooLarge`].
+    /// It is also the most memory held in a partial frame.
+    pub max_frame_len: u32,
+    /// Largest chunk accepted, in bytes: the chunk capacity of the negotiated packet size.
+    pub max_chunk_len: u32,
+    /// A partial frame that receives nothing for this long is lost as
+    /// [`LossReason::Timeout`] (checked by [`Reassembler::poll`]).
+    pub timeout_us: u64,
+}
+
+impl Default for ReassemblerConfig {
+    /// 32 MiB frames (3840x2160 RGB fits), 1 MiB chunks, 1 s of silence.
+    fn default() -> Self {
+        ReassemblerConfig {
+            max_frame_len: 32 << 20,
+            max_chunk_len: 1 << 20,
+            timeout_us: 1_000_000,
+        }
+    }
+}
+
+/// A complete frame whose CRC matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame's header as sent.
+    pub start: FrameStart,
+    /// The frame CRC that was checked (from the start or from the `FrameEnd`).
+    pub crc: u32,
+    /// Its bytes, `start.total_len` of them.
+    pub data: Vec<u8>,
+    /// When its first packet arrived, in the caller's microseconds.
+    pub first_us: u64,
+    /// When its last packet arrived, in the caller's microseconds.
+    pub last_us: u64,
+}
+
+/// Why a frame was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// Chunks arrived for a frame whose `FrameStart` never did.
+    MissingStart,
+    /// A chunk began after the bytes received so far: the chunks between are missing.
+    MissingChunk {
+        /// The offset that should have come next.
+        expected_offset: u32,
+        /// The offset that came.
+        got_offset: u32,
+    },
+    /// The chunk just received repeats the previous one.
+    DuplicateChunk {
+        /// Its offset.
+        offset: u32,
+    },
+    /// A chunk began before the bytes received so far, and does not repeat the previous one.
+    OutOfOrderChunk {
+        /// The offset that should have come next.
+        expected_offset: u32,
+        /// The offset that came.
+        got_offset: u32,
+    },
+    /// A chunk reaches past the frame's length.
+    Overrun {
+        /// The chunk's offset.
+        offset: u32,
+        /// The chunk's length.
+        len: u32,
+        /// The frame's length.
+        total_len: u32,
+    },
+    /// A chunk is larger than the negotiated chunk size.
+    OversizedChunk {
+        /// Its length.
+        len: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// The data's CRC differs from the frame CRC.
+    CrcMismatch {
+        /// The frame CRC the edge sent.
+        expected: u32,
+        /// The CRC of the bytes received.
+        computed: u32,
+    },
+    /// Nothing arrived for the frame within the timeout.
+    Timeout {
+        /// Bytes received before it stopped.
+        received: u32,
+        /// The frame's length.
+        total_len: u32,
+    },
+    /// The next frame started before this one was complete.
+    Incomplete {
+        /// Bytes received.
+        received: u32,
+        /// The frame's length.
+        total_len: u32,
+    },
+    /// All bytes arrived but the `FrameEnd` with the CRC did not, before the next frame.
+    MissingEnd,
+    /// The frame is larger than the configured maximum.
+    TooLarge {
+        /// Its announced length.
+        total_len: u32,
+        /// The maximum.
+        limit: u32,
+    },
+    /// The header is inconsistent: the length does not match width, height and format.
+    BadHeader {
+        /// The announced length.
+        total_len: u32,
+        /// What width, height and format imply (0 if impossible, e.g. odd-width YUYV).
+        implied_len: u32,
+    },
+    /// A second `FrameStart` with the same sequence number arrived.
+    DuplicateStart,
+}
+
+/// A frame that will never be delivered, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Loss {
+    /// The frame's sequence number.
+    pub seq: u32,
+    /// Why.
+    pub reason: LossReason,
+}
+
+/// What the reassembler has to say about a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reassembled {
+    /// A complete, checked frame.
+    Frame(Box<Frame>),
+    /// A lost frame.
+    Lost(Loss),
+}
+
+/// Counts since the reassembler was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReassemblyStats {
+    /// `FrameStart`s received.
+    pub starts: u64,
+    /// Frames delivered.
+    pub delivered: u64,
+    /// Frames reported lost.
+    pub lost: u64,
+    /// Chunks received.
+    pub chunks: u64,
+    /// Pixel bytes received in chunks.
+    pub chunk_bytes: u64,
+    /// Frame packets ignored because their frame was already reported lost or delivered.
+    pub ignored: u64,
+}
+
+#[derive(Debug)]
+struct Partial {
+    start: FrameStart,
+    data: Vec<u8>,
+    crc: FrameCrc,
+    /// The previous chunk's `(offset, len)`, to tell a duplicate from a reordering.
+    last_chunk: Option<(u32, u32)>,
+    first_us: u64,
+    last_us: u64,
+}
+
+impl Partial {
+    fn received(&self) -> u32 {
+        self.data.len() as u32
+    }
+
+    fn is_complete(&self) -> bool {
+        self.received() == self.start.total_len
+    }
+}
+
+/// Turns frame packets back into frames; see the module documentation.
+#[derive(Debug)]
+pub struct Reassembler {
+    config: ReassemblerConfig,
+    partial: Option<Partial>,
+    /// The last sequence number whose fate was already told (delivered or lost): its
+    /// remaining chunks are ignored rather than reported again.
+    settled: Option<u32>,
+    stats: ReassemblyStats,
+}
+
+impl Reassembler {
+    /// A reassembler with these limits.
+    pub fn new(config: ReassemblerConfig) -> Self {
+        Reassembler {
+            config,
+            partial: None,
+            settled: None,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Its limits.
+    pub fn config(&self) -> &ReassemblerConfig {
+        &self.config
+    }
+
+    /// Changes the limits (e.g. once the packet size is negotiated); a partial frame is kept.
+    pub fn set_config(&mut self, config: ReassemblerConfig) {
+        self.config = config;
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> &ReassemblyStats {
+        &self.stats
+    }
+
+    /// Bytes currently held in the partial frame.
+    pub fn held_bytes(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.capacity())
+    }
+
+    /// Takes any message; acts on the frame messages and ignores the rest. `now_us` is the
+    /// receive time on the caller's clock.
+    pub fn on_message(
+        &mut self,
+        msg: &Message<'_>,
+        now_us: u64,
+        out: &mut impl FnMut(Reassembled),
+    ) {
+        match msg {
+            Message::FrameStart(start) => self.on_start(start, now_us, out),
+            Message::FrameChunk(chunk) => self.on_chunk(chunk, now_us, out),
+            Message::FrameEnd(end) => self.on_end(end, now_us, out),
+            _ => {}
+        }
+    }
+
+    /// A frame begins; any unfinished frame is lost.
+    pub fn on_start(&mut self, start: &FrameStart, now_us: u64, out: &mut impl FnMut(Reassembled)) {
+        self.stats.starts += 1;
+        if self.settled == Some(start.seq) && self.partial.is_none() {
+            // A repeat of the start of a frame already delivered or reported lost.
+            self.stats.ignored += 1;
+            return;
+        }
+        if let Some(p) = &self.partial {
+            let reason = if p.start.seq == start.seq {
+                LossReason::DuplicateStart
+            } else if p.is_complete() {
+                LossReason::MissingEnd
+            } else {
+                LossReason::Incomplete {
+                    received: p.received(),
+                    total_len: p.start.total_len,
+                }
+            };
+            self.lose_partial(reason, out);
+        }
+        let implied_len = start
+            .format
+            .frame_len(start.width, start.height)
+            .unwrap_or(0);
+        let reason = if start.total_len > self.config.max_frame_len {
+            Some(LossReason::TooLarge {
+                total_len: start.total_len,
+                limit: self.config.max_frame_len,
+            })
+        } else if implied_len != start.total_len {
+            Some(LossReason::BadHeader {
+                total_len: start.total_len,
+                implied_len,
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.lose(start.seq, reason, out);
+            return;
+        }
+        let partial = Partial {
+            start: start.clone(),
+            data: Vec::with_capacity(start.total_len as usize),
+            crc: FrameCrc::new(),
+            last_chunk: None,
+            first_us: now_us,
+            last_us: now_us,
+        };
+        self.settled = None;
+        if partial.is_complete() {
+            // A zero-length frame is complete at its start.
+            self.partial = Some(partial);
+            self.try_finish(out);
+        } else {
+            self.partial = Some(partial);
+        }
+    }
+
+    /// A chunk of the current frame (or of one that went missing).
+    pub fn on_chunk(
+        &mut self,
+        chunk: &FrameChunk<'_>,
+        now_us: u64,
+        out: &mut impl FnMut(Reassembled),
+    ) {
+        self.stats.chunks += 1;
+        self.stats.chunk_bytes += chunk.data.len() as u64;
+        let current = self.partial.as_ref().map(|p| p.start.seq);
+        if current != Some(chunk.seq) {
+            if self.settled == Some(chunk.seq) {
+                self.stats.ignored += 1;
+                return;
+            }
+            if let Some(p) = &self.partial {
+                let reason = LossReason::Incomplete {
+                    received: p.received(),
+                    total_len: p.start.total_len,
+                };
+                self.lose_partial(reason, out);
+            }
+            self.lose(chunk.seq, LossReason::MissingStart, out);
+            return;
+        }
+        let Some(p) = self.partial.as_mut() else {
+            return;
+        };
+        let len = u32::try_from(chunk.data.len()).unwrap_or(u32::MAX);
+        let expected = p.received();
+        let reason = if len > self.config.max_chunk_len {
+            Some(LossReason::OversizedChunk {
+                len,
+                limit: self.config.max_chunk_len,
+            })
+        } else if chunk.offset > expected {
+            Some(LossReason::MissingChunk {
+                expected_offset: expected,
+                got_offset: chunk.offset,
+            })
+        } else if chunk.offset < expected {
+            if p.last_chunk == Some((chunk.offset, len)) {
+                Some(LossReason::DuplicateChunk {
+                    offset: chunk.offset,
+                })
+            } else {
+                Some(LossReason::OutOfOrderChunk {
+                    expected_offset: expected,
+                    got_offset: chunk.offset,
+                })
+            }
+        } else if u64::from(chunk.offset) + u64::from(len) > u64::from(p.start.total_len) {
+            Some(LossReason::Overrun {
+                offset: chunk.offset,
+                len,
+                total_len: p.start.total_len,
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.lose_partial(reason, out);
+            return;
+        }
+        p.data.extend_from_slice(chunk.data);
+        p.crc.update(chunk.data);
+        p.last_chunk = Some((chunk.offset, len));
+        p.last_us = now_us;
+        if p.is_complete() {
+            self.try_finish(out);
+        }
+    }
+
+    /// The CRC of a frame whose start had none.
+    pub fn on_end(&mut self, end: &FrameEnd, now_us: u64, out: &mut impl FnMut(Reassembled)) {
+        let Some(p) = self.partial.as_mut().filter(|p| p.start.seq == end.seq) else {
+            // A FrameEnd for a frame already settled, or whose start was lost (reported by its
+            // chunks), tells nothing new.
+            return;
+        };
+        if !p.is_complete() {
+            let reason = LossReason::Incomplete {
+                received: p.received(),
+                total_len: p.start.total_len,
+            };
+            self.lose_partial(reason, out);
+            return;
+        }
+        if p.start.frame_crc.is_none() {
+            p.start.frame_crc = Some(end.frame_crc);
+        }
+        p.last_us = now_us;
+        self.try_finish(out);
+    }
+
+    /// Reports the partial frame lost if nothing arrived for it within the timeout.
+    pub fn poll(&mut self, now_us: u64, out: &mut impl FnMut(Reassembled)) {
+        if let Some(p) = &self.partial
+            && now_us.saturating_sub(p.last_us) > self.config.timeout_us
+        {
+            let reason = LossReason::Timeout {
+                received: p.received(),
+                total_len: p.start.total_len,
+            };
+            self.lose_partial(reason, out);
+        }
+    }
+
+    /// Reports any partial frame lost as incomplete (e.g. when the link goes down).
+    pub fn flush(&mut self, out: &mut impl FnMut(Reassembled)) {
+        if let Some(p) = &self.partial {
+            let reason = if p.is_complete() {
+                LossReason::MissingEnd
+            } else {
+                LossReason::Incomplete {
+                    received: p.received(),
+                    total_len: p.start.total_len,
+                }
+            };
+            self.lose_partial(reason, out);
+        }
+    }
+
+    /// Delivers the complete partial frame if its CRC is known and matches.
+    fn try_finish(&mut self, out: &mut impl FnMut(Reassembled)) {
+        let Some(expected) = self.partial.as_ref().and_then(|p| p.start.frame_crc) else {
+            return; // waiting for the FrameEnd
+        };
+        let Some(p) = self.partial.take() else {
+            return;
+        };
+        let computed = p.crc.value();
+        self.settled = Some(p.start.seq);
+        if computed != expected {
+            self.stats.lost += 1;
+            out(Reassembled::Lost(Loss {
+                seq: p.start.seq,
+                reason: LossReason::CrcMismatch { expected, computed },
+            }));
+            return;
+        }
+        self.stats.delivered += 1;
+        out(Reassembled::Frame(Box::new(Frame {
+            crc: expected,
+            start: p.start,
+            data: p.data,
+            first_us: p.first_us,
+            last_us: p.last_us,
+        })));
+    }
+
+    fn lose_partial(&mut self, reason: LossReason, out: &mut impl FnMut(Reassembled)) {
+        if let Some(p) = self.partial.take() {
+            self.lose(p.start.seq, reason, out);
+        }
+    }
+
+    fn lose(&mut self, seq: u32, reason: LossReason, out: &mut impl FnMut(Reassembled)) {
+        self.settled = Some(seq);
+        self.stats.lost += 1;
+        out(Reassembled::Lost(Loss { seq, reason }));
+    }
+}
