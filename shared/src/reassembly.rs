@@ -16,6 +16,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use crate::credit::seq_before;
 use crate::message::{FrameChunk, FrameEnd, FrameStart, Message};
 use crate::wire::FrameCrc;
 
@@ -201,9 +202,9 @@ impl Partial {
 pub struct Reassembler {
     config: ReassemblerConfig,
     partial: Option<Partial>,
-    /// The last sequence number whose fate was already told (delivered or lost): its
-    /// remaining chunks are ignored rather than reported again.
-    settled: Option<u32>,
+    /// The newest sequence number seen in a start or chunk: packets of it (once settled) or
+    /// of older frames are ignored rather than reported again.
+    newest: Option<u32>,
     stats: ReassemblyStats,
 }
 
@@ -213,7 +214,7 @@ impl Reassembler {
         Reassembler {
             config,
             partial: None,
-            settled: None,
+            newest: None,
             stats: ReassemblyStats::default(),
         }
     }
@@ -257,15 +258,24 @@ impl Reassembler {
     /// A frame begins; any unfinished frame is lost.
     pub fn on_start(&mut self, start: &FrameStart, now_us: u64, out: &mut impl FnMut(Reassembled)) {
         self.stats.starts += 1;
-        if self.settled == Some(start.seq) && self.partial.is_none() {
-            // A repeat of the start of a frame already delivered or reported lost.
-            self.stats.ignored += 1;
-            return;
+        match self.newest {
+            Some(newest) if newest == start.seq => {
+                if self.partial.is_some() {
+                    self.lose_partial(LossReason::DuplicateStart, out);
+                } else {
+                    // A repeat of the start of a frame already delivered or reported lost.
+                    self.stats.ignored += 1;
+                }
+                return;
+            }
+            Some(newest) if seq_before(start.seq, newest) => {
+                self.stats.ignored += 1;
+                return;
+            }
+            _ => {}
         }
         if let Some(p) = &self.partial {
-            let reason = if p.start.seq == start.seq {
-                LossReason::DuplicateStart
-            } else if p.is_complete() {
+            let reason = if p.is_complete() {
                 LossReason::MissingEnd
             } else {
                 LossReason::Incomplete {
@@ -275,6 +285,7 @@ impl Reassembler {
             };
             self.lose_partial(reason, out);
         }
+        self.newest = Some(start.seq);
         let implied_len = start
             .format
             .frame_len(start.width, start.height)
@@ -304,13 +315,11 @@ impl Reassembler {
             first_us: now_us,
             last_us: now_us,
         };
-        self.settled = None;
-        if partial.is_complete() {
+        let complete = partial.is_complete();
+        self.partial = Some(partial);
+        if complete {
             // A zero-length frame is complete at its start.
-            self.partial = Some(partial);
             self.try_finish(out);
-        } else {
-            self.partial = Some(partial);
         }
     }
 
@@ -325,7 +334,11 @@ impl Reassembler {
         self.stats.chunk_bytes += chunk.data.len() as u64;
         let current = self.partial.as_ref().map(|p| p.start.seq);
         if current != Some(chunk.seq) {
-            if self.settled == Some(chunk.seq) {
+            if self
+                .newest
+                .is_some_and(|newest| !seq_before(newest, chunk.seq))
+            {
+                // A chunk of a frame already settled (or older): its fate was told.
                 self.stats.ignored += 1;
                 return;
             }
@@ -336,6 +349,7 @@ impl Reassembler {
                 };
                 self.lose_partial(reason, out);
             }
+            self.newest = Some(chunk.seq);
             self.lose(chunk.seq, LossReason::MissingStart, out);
             return;
         }
@@ -409,6 +423,13 @@ impl Reassembler {
         self.try_finish(out);
     }
 
+    /// Starts afresh for a new session (sequence numbers restart at 0); any partial frame is
+    /// reported lost first. Statistics are kept.
+    pub fn reset(&mut self, out: &mut impl FnMut(Reassembled)) {
+        self.flush(out);
+        self.newest = None;
+    }
+
     /// Reports the partial frame lost if nothing arrived for it within the timeout.
     pub fn poll(&mut self, now_us: u64, out: &mut impl FnMut(Reassembled)) {
         if let Some(p) = &self.partial
@@ -446,7 +467,6 @@ impl Reassembler {
             return;
         };
         let computed = p.crc.value();
-        self.settled = Some(p.start.seq);
         if computed != expected {
             self.stats.lost += 1;
             out(Reassembled::Lost(Loss {
@@ -472,7 +492,6 @@ impl Reassembler {
     }
 
     fn lose(&mut self, seq: u32, reason: LossReason, out: &mut impl FnMut(Reassembled)) {
-        self.settled = Some(seq);
         self.stats.lost += 1;
         out(Reassembled::Lost(Loss { seq, reason }));
     }

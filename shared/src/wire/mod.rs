@@ -97,9 +97,20 @@ pub fn encode_limited<'b>(
     max_packet: usize,
     buf: &'b mut [u8],
 ) -> Result<&'b [u8], EncodeError> {
-    let too_small = |buf_len: usize| EncodeError::BufferTooSmall {
-        available: buf_len,
-        needed: encode_buffer_len(serialized_len(msg) + CRC_LEN),
+    // Only on failure: the packet's exact length tells which limit it broke.
+    let too_small = |buf_len: usize| {
+        let packet_len = serialized_len(msg) + CRC_LEN;
+        if packet_len > max_packet {
+            EncodeError::PacketTooLarge {
+                len: packet_len,
+                max: max_packet,
+            }
+        } else {
+            EncodeError::BufferTooSmall {
+                available: buf_len,
+                needed: encode_buffer_len(packet_len),
+            }
+        }
     };
     let buf_len = buf.len();
     let start = cobs::headroom(buf_len);

@@ -1,0 +1,125 @@
+//! Pinned wire bytes for one example of every message. A failing test here means the wire
+//! format changed: that needs a new PROTOCOL_VERSION, and PROTOCOL.md must follow.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use dinoedge_proto::wire::{self, Decoder};
+use dinoedge_proto::{Message, MessageKind};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// (postcard body, full wire packet) per message, in wire-id order.
+const GOLDEN: [(&str, &str); 14] = [
+    (
+        "00 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 00 b0 ea 01 80 20 80 08 0c",
+        "01 11 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 0d b0 ea 01 80 20 80 08 0c 4f 6d ff 9e 00",
+    ),
+    (
+        "01 01 07 80 20 80 08 04 01 00 00 80 05 e0 03 00",
+        "0a 01 01 07 80 20 80 08 04 01 01 05 80 05 e0 03 05 39 b2 39 d7 00",
+    ),
+    ("02 00 01 01", "02 02 07 01 01 40 16 51 e5 00"),
+    (
+        "03 01 c0 84 3d 04 02 00 08 01 f8 ac d1 91 01 00 01 03 05 00 04 43 35 2d 31 01 08 64 65 70 74 68 5f 6d 6d 03 31 32 30",
+        "08 03 01 c0 84 3d 04 02 08 08 01 f8 ac d1 91 01 04 01 03 05 18 04 43 35 2d 31 01 08 64 65 70 74 68 5f 6d 6d 03 31 32 30 90 1f 7d f1 00",
+    ),
+    (
+        "04 01 00 04 00 01 02 03",
+        "03 04 01 02 04 08 01 02 03 e8 25 62 18 00",
+    ),
+    (
+        "05 01 f8 ac d1 91 01",
+        "0c 05 01 f8 ac d1 91 01 97 4a e7 e8 00",
+    ),
+    ("06 ac 02", "08 06 ac 02 69 37 70 17 00"),
+    (
+        "07 01 c0 84 3d d0 0f 64 dc 0b c0 b8 02 f4 03 c4 d8 02 02 02 00 00 40 3f 00 00 00 80 3e 01 01 00 00 00 3f 0a 14 64 32 00 00 70 42 00 00 34 42 01 04 02 04 00 03 01 05 01",
+        "15 07 01 c0 84 3d d0 0f 64 dc 0b c0 b8 02 f4 03 c4 d8 02 02 02 01 03 40 3f 01 01 05 80 3e 01 01 01 01 06 3f 0a 14 64 32 01 03 70 42 01 07 34 42 01 04 02 04 09 03 01 05 01 7d d9 c8 f3 00",
+    ),
+    (
+        "08 c0 96 b1 02 96 01 03 a0 01 01",
+        "10 08 c0 96 b1 02 96 01 03 a0 01 01 1b 8d 39 ce 00",
+    ),
+    ("09 01 e8 07", "09 09 01 e8 07 e6 16 4d 55 00"),
+    ("0a 01 e8 07 d0 0f", "0b 0a 01 e8 07 d0 0f a9 0c 3a 2a 00"),
+    (
+        "0b 7b 04 03 4c 31 32",
+        "0c 0b 7b 04 03 4c 31 32 3e 5d b1 6e 00",
+    ),
+    (
+        "0c 03 0b 73 65 6e 73 6f 72 20 77 61 72 6d",
+        "13 0c 03 0b 73 65 6e 73 6f 72 20 77 61 72 6d c8 97 44 ba 00",
+    ),
+    (
+        "0d 01 08 6e 6f 20 76 73 79 6e 63",
+        "10 0d 01 08 6e 6f 20 76 73 79 6e 63 77 81 c7 30 00",
+    ),
+];
+
+fn encodings(msg: &Message<'_>) -> (String, String) {
+    let body = postcard::to_allocvec(msg).unwrap();
+    let mut buf = vec![0u8; 1024];
+    let packet = wire::encode(msg, &mut buf).unwrap();
+    (hex(&body), hex(packet))
+}
+
+#[test]
+fn every_message_has_pinned_bytes() {
+    let samples = common::samples();
+    assert_eq!(samples.len(), MessageKind::ALL.len());
+    let mut mismatch = false;
+    for (i, msg) in samples.iter().enumerate() {
+        assert_eq!(msg.kind(), MessageKind::ALL[i]);
+        let (body, packet) = encodings(msg);
+        if (body.as_str(), packet.as_str()) != GOLDEN[i] {
+            mismatch = true;
+            println!("    (\"{body}\",\n     \"{packet}\"),");
+        }
+    }
+    assert!(
+        !mismatch,
+        "wire bytes changed; the new ones are printed above"
+    );
+}
+
+#[test]
+fn pinned_bytes_decode_to_the_samples() {
+    for (msg, (_, packet)) in common::samples().iter().zip(GOLDEN) {
+        let bytes: Vec<u8> = packet
+            .split(' ')
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        let mut decoder = Decoder::new([0u8; 512]);
+        let mut input = &bytes[..];
+        assert_eq!(&decoder.decode(&mut input).unwrap().unwrap(), msg);
+    }
+}
+
+/// PROTOCOL.md shows these same bytes; keep the document honest.
+#[test]
+fn protocol_document_shows_the_pinned_bytes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
+    let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (kind, (body, packet)) in MessageKind::ALL.iter().zip(GOLDEN) {
+        assert!(
+            flat.contains(body),
+            "PROTOCOL.md lacks the body of {kind:?}: {body}"
+        );
+        assert!(
+            flat.contains(packet),
+            "PROTOCOL.md lacks the packet of {kind:?}: {packet}"
+        );
+    }
+}
