@@ -63,7 +63,7 @@ pub struct Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LossReason {
-    /// Chunks arrived for a frame whose `FrameStart` never did.
+    /// Chunks or a `FrameEnd` arrived for a frame whose `FrameStart` never did.
     MissingStart,
     /// A chunk began after the bytes received so far: the chunks between are missing.
     MissingChunk {
@@ -274,17 +274,7 @@ impl Reassembler {
             }
             _ => {}
         }
-        if let Some(p) = &self.partial {
-            let reason = if p.is_complete() {
-                LossReason::MissingEnd
-            } else {
-                LossReason::Incomplete {
-                    received: p.received(),
-                    total_len: p.start.total_len,
-                }
-            };
-            self.lose_partial(reason, out);
-        }
+        self.flush(out);
         self.newest = Some(start.seq);
         let implied_len = start
             .format
@@ -342,13 +332,7 @@ impl Reassembler {
                 self.stats.ignored += 1;
                 return;
             }
-            if let Some(p) = &self.partial {
-                let reason = LossReason::Incomplete {
-                    received: p.received(),
-                    total_len: p.start.total_len,
-                };
-                self.lose_partial(reason, out);
-            }
+            self.flush(out);
             self.newest = Some(chunk.seq);
             self.lose(chunk.seq, LossReason::MissingStart, out);
             return;
@@ -403,9 +387,20 @@ impl Reassembler {
 
     /// The CRC of a frame whose start had none.
     pub fn on_end(&mut self, end: &FrameEnd, now_us: u64, out: &mut impl FnMut(Reassembled)) {
-        let Some(p) = self.partial.as_mut().filter(|p| p.start.seq == end.seq) else {
-            // A FrameEnd for a frame already settled, or whose start was lost (reported by its
-            // chunks), tells nothing new.
+        let current = self.partial.as_ref().map(|p| p.start.seq);
+        if current != Some(end.seq) {
+            if self.newest.is_some_and(|newest| !seq_before(newest, end.seq)) {
+                // The end of a frame already settled (or older): its fate was told.
+                self.stats.ignored += 1;
+            } else {
+                // The end of a frame whose start and chunks all went missing.
+                self.flush(out);
+                self.newest = Some(end.seq);
+                self.lose(end.seq, LossReason::MissingStart, out);
+            }
+            return;
+        }
+        let Some(p) = self.partial.as_mut() else {
             return;
         };
         if !p.is_complete() {

@@ -18,7 +18,7 @@ use dinoedge_proto::*;
 /// all (a random frame passes CRC-32 with odds of 2^-32; this seed has none).
 #[test]
 fn random_bytes_yield_only_errors() {
-    let mut rng = SplitMix(0xd1_70ed_9e);
+    let mut rng = SplitMix(0xd170_ed9e);
     let mut noise = vec![0u8; 1 << 20];
     rng.fill(&mut noise);
     // Feed in random piece sizes, through a small buffer so oversize is exercised too.

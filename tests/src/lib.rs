@@ -1,1 +1,1 @@
-//! Cross-crate tests live in `tests/tests/`.
+//! Tests that span more than one dinoedge crate live in `tests/tests/`; this library is empty.

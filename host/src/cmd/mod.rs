@@ -1,0 +1,39 @@
+//! Command-line parsing and dispatch: one file per subcommand.
+
+mod wire;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dinoedge: DINOv3 on live ultrasound and endoscopy video, at the bedside.
+#[derive(Debug, Parser)]
+#[command(name = "dinoedge", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Link captures: synthesise one as an edge would send it, or inspect one packet by packet.
+    #[command(subcommand)]
+    Wire(wire::WireCommand),
+    /// Print the protocol and software versions.
+    Version,
+}
+
+/// Runs the parsed command; the exit code says whether it found trouble (1) or not (0).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Wire(cmd) => wire::run(cmd),
+        Command::Version => {
+            println!(
+                "dinoedge {} (wire protocol version {})",
+                env!("CARGO_PKG_VERSION"),
+                dinoedge::proto::PROTOCOL_VERSION
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
