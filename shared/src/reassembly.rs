@@ -1,10 +1,11 @@
 //! Reassembly of frames from [`FrameStart`], [`FrameChunk`]s and [`FrameEnd`] on the host.
 //!
 //! The protocol sends one frame at a time: every chunk of frame `n`, in order, before the
-//! start of frame `n + 1`. So the reassembler holds at most one partial frame (bounded by
-//! [`ReassemblerConfig::max_frame_len`]) and knows at once when something went missing.
-//! Every frame that was started, or whose chunks were seen, ends exactly once: delivered
-//! intact (its CRC checked) or reported lost with a [`LossReason`].
+//! start of frame `n + 1`, and numbers frames consecutively. So the reassembler holds at most
+//! one partial frame (bounded by [`ReassemblerConfig::max_frame_len`]) and knows at once when
+//! something went missing, even a whole frame. Every frame from the first one seen to the
+//! newest ends exactly once: delivered intact (its CRC checked) or reported lost with a
+//! [`LossReason`]; packets of frames already told are ignored and counted.
 //!
 //! ```text
 //! FrameStart ──► partial frame ──chunks in order──► all bytes ──CRC ok──► Frame
@@ -65,6 +66,11 @@ pub struct Frame {
 pub enum LossReason {
     /// Chunks or a `FrameEnd` arrived for a frame whose `FrameStart` never did.
     MissingStart,
+    /// No packet at all arrived for `count` frames from `seq` on: a later frame came first.
+    Unseen {
+        /// How many consecutive frames.
+        count: u32,
+    },
     /// A chunk began after the bytes received so far: the chunks between are missing.
     MissingChunk {
         /// The offset that should have come next.
@@ -144,10 +150,20 @@ pub enum LossReason {
 /// A frame that will never be delivered, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Loss {
-    /// The frame's sequence number.
+    /// The frame's sequence number (the first one, for [`LossReason::Unseen`]).
     pub seq: u32,
     /// Why.
     pub reason: LossReason,
+}
+
+impl Loss {
+    /// How many frames this loss stands for (more than one only for [`LossReason::Unseen`]).
+    pub fn frames(&self) -> u32 {
+        match self.reason {
+            LossReason::Unseen { count } => count,
+            _ => 1,
+        }
+    }
 }
 
 /// What the reassembler has to say about a frame.
@@ -166,7 +182,7 @@ pub struct ReassemblyStats {
     pub starts: u64,
     /// Frames delivered.
     pub delivered: u64,
-    /// Frames reported lost.
+    /// Frames reported lost (an [`LossReason::Unseen`] loss counts each of its frames).
     pub lost: u64,
     /// Chunks received.
     pub chunks: u64,
@@ -202,19 +218,32 @@ impl Partial {
 pub struct Reassembler {
     config: ReassemblerConfig,
     partial: Option<Partial>,
-    /// The newest sequence number seen in a start or chunk: packets of it (once settled) or
-    /// of older frames are ignored rather than reported again.
-    newest: Option<u32>,
+    /// The next sequence number not yet told: every frame before it was delivered, reported
+    /// lost, or is the partial frame. `None` until the first frame packet (or a [`reset`]),
+    /// when there is no telling which frames came before.
+    ///
+    /// [`reset`]: Reassembler::reset
+    next_untold: Option<u32>,
     stats: ReassemblyStats,
 }
 
+/// Where a frame packet's sequence number stands.
+enum Admit {
+    /// It belongs to the partial frame.
+    Current,
+    /// Its frame was already told: ignore it.
+    Told,
+    /// A frame not yet told: any partial frame and any skipped frames are now lost.
+    New,
+}
+
 impl Reassembler {
-    /// A reassembler with these limits.
+    /// A reassembler with these limits, joining a stream at whatever frame comes first.
     pub fn new(config: ReassemblerConfig) -> Self {
         Reassembler {
             config,
             partial: None,
-            newest: None,
+            next_untold: None,
             stats: ReassemblyStats::default(),
         }
     }
@@ -255,27 +284,43 @@ impl Reassembler {
         }
     }
 
+    /// Sorts a frame packet's `seq`; for a new frame, first settles the partial frame and
+    /// reports the frames skipped in between.
+    fn admit(&mut self, seq: u32, out: &mut impl FnMut(Reassembled)) -> Admit {
+        if self.partial.as_ref().is_some_and(|p| p.start.seq == seq) {
+            return Admit::Current;
+        }
+        if self.next_untold.is_some_and(|next| seq_before(seq, next)) {
+            self.stats.ignored += 1;
+            return Admit::Told;
+        }
+        self.flush(out);
+        if let Some(next) = self.next_untold
+            && next != seq
+        {
+            self.lose(
+                next,
+                LossReason::Unseen {
+                    count: seq.wrapping_sub(next),
+                },
+                out,
+            );
+        }
+        self.next_untold = Some(seq.wrapping_add(1));
+        Admit::New
+    }
+
     /// A frame begins; any unfinished frame is lost.
     pub fn on_start(&mut self, start: &FrameStart, now_us: u64, out: &mut impl FnMut(Reassembled)) {
         self.stats.starts += 1;
-        match self.newest {
-            Some(newest) if newest == start.seq => {
-                if self.partial.is_some() {
-                    self.lose_partial(LossReason::DuplicateStart, out);
-                } else {
-                    // A repeat of the start of a frame already delivered or reported lost.
-                    self.stats.ignored += 1;
-                }
+        match self.admit(start.seq, out) {
+            Admit::Told => return,
+            Admit::Current => {
+                self.lose_partial(LossReason::DuplicateStart, out);
                 return;
             }
-            Some(newest) if seq_before(start.seq, newest) => {
-                self.stats.ignored += 1;
-                return;
-            }
-            _ => {}
+            Admit::New => {}
         }
-        self.flush(out);
-        self.newest = Some(start.seq);
         let implied_len = start
             .format
             .frame_len(start.width, start.height)
@@ -322,20 +367,13 @@ impl Reassembler {
     ) {
         self.stats.chunks += 1;
         self.stats.chunk_bytes += chunk.data.len() as u64;
-        let current = self.partial.as_ref().map(|p| p.start.seq);
-        if current != Some(chunk.seq) {
-            if self
-                .newest
-                .is_some_and(|newest| !seq_before(newest, chunk.seq))
-            {
-                // A chunk of a frame already settled (or older): its fate was told.
-                self.stats.ignored += 1;
+        match self.admit(chunk.seq, out) {
+            Admit::Told => return,
+            Admit::New => {
+                self.lose(chunk.seq, LossReason::MissingStart, out);
                 return;
             }
-            self.flush(out);
-            self.newest = Some(chunk.seq);
-            self.lose(chunk.seq, LossReason::MissingStart, out);
-            return;
+            Admit::Current => {}
         }
         let Some(p) = self.partial.as_mut() else {
             return;
@@ -387,18 +425,13 @@ impl Reassembler {
 
     /// The CRC of a frame whose start had none.
     pub fn on_end(&mut self, end: &FrameEnd, now_us: u64, out: &mut impl FnMut(Reassembled)) {
-        let current = self.partial.as_ref().map(|p| p.start.seq);
-        if current != Some(end.seq) {
-            if self.newest.is_some_and(|newest| !seq_before(newest, end.seq)) {
-                // The end of a frame already settled (or older): its fate was told.
-                self.stats.ignored += 1;
-            } else {
-                // The end of a frame whose start and chunks all went missing.
-                self.flush(out);
-                self.newest = Some(end.seq);
+        match self.admit(end.seq, out) {
+            Admit::Told => return,
+            Admit::New => {
                 self.lose(end.seq, LossReason::MissingStart, out);
+                return;
             }
-            return;
+            Admit::Current => {}
         }
         let Some(p) = self.partial.as_mut() else {
             return;
@@ -418,11 +451,12 @@ impl Reassembler {
         self.try_finish(out);
     }
 
-    /// Starts afresh for a new session (sequence numbers restart at 0); any partial frame is
-    /// reported lost first. Statistics are kept.
+    /// Starts afresh for a new session, whose first frame is `seq` 0: any partial frame is
+    /// reported lost first, and a session whose first frames never arrive has them reported
+    /// as [`LossReason::Unseen`]. Statistics are kept.
     pub fn reset(&mut self, out: &mut impl FnMut(Reassembled)) {
         self.flush(out);
-        self.newest = None;
+        self.next_untold = Some(0);
     }
 
     /// Reports the partial frame lost if nothing arrived for it within the timeout.
@@ -438,7 +472,8 @@ impl Reassembler {
         }
     }
 
-    /// Reports any partial frame lost as incomplete (e.g. when the link goes down).
+    /// Reports any partial frame lost (e.g. when the link goes down): incomplete, or complete
+    /// but still waiting for its `FrameEnd`.
     pub fn flush(&mut self, out: &mut impl FnMut(Reassembled)) {
         if let Some(p) = &self.partial {
             let reason = if p.is_complete() {
@@ -463,11 +498,11 @@ impl Reassembler {
         };
         let computed = p.crc.value();
         if computed != expected {
-            self.stats.lost += 1;
-            out(Reassembled::Lost(Loss {
-                seq: p.start.seq,
-                reason: LossReason::CrcMismatch { expected, computed },
-            }));
+            self.lose(
+                p.start.seq,
+                LossReason::CrcMismatch { expected, computed },
+                out,
+            );
             return;
         }
         self.stats.delivered += 1;
@@ -487,7 +522,8 @@ impl Reassembler {
     }
 
     fn lose(&mut self, seq: u32, reason: LossReason, out: &mut impl FnMut(Reassembled)) {
-        self.stats.lost += 1;
-        out(Reassembled::Lost(Loss { seq, reason }));
+        let loss = Loss { seq, reason };
+        self.stats.lost += u64::from(loss.frames());
+        out(Reassembled::Lost(loss));
     }
 }

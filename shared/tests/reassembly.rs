@@ -245,3 +245,37 @@ fn a_silent_frame_times_out_and_late_chunks_are_ignored() {
     assert!(late.is_empty(), "a lost frame is told once: {late:?}");
     assert_eq!(r.stats().ignored, 2);
 }
+
+#[test]
+fn frames_that_vanish_whole_are_counted_from_the_sequence_gap() {
+    let d = data(9);
+    let crc = Some(crc32(&d));
+    let mut msgs = vec![start(0, &d, crc)];
+    msgs.extend(chunks(0, &d).into_iter().map(k));
+    // Frames 1, 2 and 3 never arrive; then frame 4 does, and a late chunk of frame 2.
+    msgs.push(start(4, &d, crc));
+    msgs.extend(chunks(4, &d).into_iter().map(k));
+    msgs.push(k(chunks(2, &d)[0]));
+    let mut r = reassembler();
+    let out = run(&mut r, &msgs);
+    assert_eq!(
+        out,
+        [
+            (0, Ok(100)),
+            (1, Err(LossReason::Unseen { count: 3 })),
+            (4, Ok(100))
+        ]
+    );
+    assert_eq!(r.stats().lost, 3);
+    assert_eq!(r.stats().ignored, 1);
+
+    // After a reset (a new session), a lost first frame is reported too.
+    let mut r = reassembler();
+    r.reset(&mut |_| {});
+    let mut msgs = vec![start(1, &d, crc)];
+    msgs.extend(chunks(1, &d).into_iter().map(k));
+    assert_eq!(
+        run(&mut r, &msgs),
+        [(0, Err(LossReason::Unseen { count: 1 })), (1, Ok(100))]
+    );
+}

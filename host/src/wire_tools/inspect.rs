@@ -81,7 +81,7 @@ fn record(
             on_event(&InspectEvent::Frame(&frame));
         }
         Reassembled::Lost(loss) => {
-            *summary.frames_lost.entry(reason_name(&loss)).or_default() += 1;
+            *summary.frames_lost.entry(reason_name(&loss)).or_default() += u64::from(loss.frames());
             on_event(&InspectEvent::Lost(loss));
         }
     }

@@ -33,12 +33,18 @@ pub(crate) fn encode_in_place(buf: &mut [u8], start: usize, len: usize) -> Optio
     loop {
         let limit = end.min(read + MAX_BLOCK);
         let block = buf.get(read..limit)?;
-        match memchr::memchr(0, block) {
+        match find_zero(block) {
             Some(run) => {
                 *buf.get_mut(write)? = run as u8 + 1;
-                buf.copy_within(read..read + run, write + 1);
+                move_forward(buf, read, write + 1, run)?;
                 write += 1 + run;
                 read += run + 1;
+                // Each further zero of a run ends an empty block: one 0x01 apiece, written in
+                // bulk because images have long runs of black.
+                let zeros = buf.get(read..end)?.iter().take_while(|&&b| b == 0).count();
+                buf.get_mut(write..write + zeros)?.fill(1);
+                write += zeros;
+                read += zeros;
                 if read == end {
                     // The payload ended in a zero: an empty last block stands for it.
                     *buf.get_mut(write)? = 1;
@@ -52,7 +58,7 @@ pub(crate) fn encode_in_place(buf: &mut [u8], start: usize, len: usize) -> Optio
                 } else {
                     run as u8 + 1
                 };
-                buf.copy_within(read..limit, write + 1);
+                move_forward(buf, read, write + 1, run)?;
                 write += 1 + run;
                 read = limit;
                 if read == end {
@@ -61,6 +67,30 @@ pub(crate) fn encode_in_place(buf: &mut [u8], start: usize, len: usize) -> Optio
             }
         }
     }
+}
+
+/// Position of the first zero in `block`: a plain scan for the first bytes, where zeros come
+/// thick (image borders), `memchr` beyond them, where they are rare.
+fn find_zero(block: &[u8]) -> Option<usize> {
+    const SCAN: usize = 16;
+    if let Some(at) = block.iter().take(SCAN).position(|&b| b == 0) {
+        return Some(at);
+    }
+    memchr::memchr(0, block.get(SCAN..)?).map(|at| at + SCAN)
+}
+
+/// Copies `len` bytes from `from` to `to <= from` within `buf`; short runs by hand, since a
+/// `memmove` call costs more than the copy.
+fn move_forward(buf: &mut [u8], from: usize, to: usize, len: usize) -> Option<()> {
+    if len > 16 {
+        buf.get(from..from + len)?;
+        buf.copy_within(from..from + len, to);
+    } else {
+        for i in 0..len {
+            *buf.get_mut(to + i)? = *buf.get(from + i)?;
+        }
+    }
+    Some(())
 }
 
 /// Unstuffs `buf` (one COBS frame, without its delimiter) in place; returns the decoded length,
@@ -73,13 +103,27 @@ pub(crate) fn decode_in_place(buf: &mut [u8]) -> Result<usize, usize> {
     let mut write = 0usize;
     while read < len {
         let code = buf.get(read).copied().ok_or(read)?;
+        if code == 1 {
+            // A run of empty blocks is a run of zeros (none after the frame's last block).
+            let ones = buf
+                .get(read..)
+                .ok_or(read)?
+                .iter()
+                .take_while(|&&b| b == 1)
+                .count();
+            read += ones;
+            let zeros = if read < len { ones } else { ones - 1 };
+            buf.get_mut(write..write + zeros).ok_or(read)?.fill(0);
+            write += zeros;
+            continue;
+        }
         let run = usize::from(code).saturating_sub(1);
         let from = read + 1;
         let to = from + run;
         if to > len || code == 0 {
             return Err(read);
         }
-        buf.copy_within(from..to, write);
+        move_forward(buf, from, write, run).ok_or(read)?;
         write += run;
         read = to;
         if code != 0xff && read < len {
