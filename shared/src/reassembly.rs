@@ -211,6 +211,18 @@ impl Partial {
     fn is_complete(&self) -> bool {
         self.received() == self.start.total_len
     }
+
+    /// Why this frame is lost if it must end now.
+    fn unfinished(&self) -> LossReason {
+        if self.is_complete() {
+            LossReason::MissingEnd
+        } else {
+            LossReason::Incomplete {
+                received: self.received(),
+                total_len: self.start.total_len,
+            }
+        }
+    }
 }
 
 /// Turns frame packets back into frames; see the module documentation.
@@ -310,6 +322,19 @@ impl Reassembler {
         Admit::New
     }
 
+    /// The partial frame that a chunk or end of frame `seq` continues; for a frame not yet
+    /// started, reports it lost as [`LossReason::MissingStart`] and gives `None`.
+    fn continuing(&mut self, seq: u32, out: &mut impl FnMut(Reassembled)) -> Option<&mut Partial> {
+        match self.admit(seq, out) {
+            Admit::Current => self.partial.as_mut(),
+            Admit::Told => None,
+            Admit::New => {
+                self.lose(seq, LossReason::MissingStart, out);
+                None
+            }
+        }
+    }
+
     /// A frame begins; any unfinished frame is lost.
     pub fn on_start(&mut self, start: &FrameStart, now_us: u64, out: &mut impl FnMut(Reassembled)) {
         self.stats.starts += 1;
@@ -367,23 +392,16 @@ impl Reassembler {
     ) {
         self.stats.chunks += 1;
         self.stats.chunk_bytes += chunk.data.len() as u64;
-        match self.admit(chunk.seq, out) {
-            Admit::Told => return,
-            Admit::New => {
-                self.lose(chunk.seq, LossReason::MissingStart, out);
-                return;
-            }
-            Admit::Current => {}
-        }
-        let Some(p) = self.partial.as_mut() else {
+        let max_chunk_len = self.config.max_chunk_len;
+        let Some(p) = self.continuing(chunk.seq, out) else {
             return;
         };
         let len = u32::try_from(chunk.data.len()).unwrap_or(u32::MAX);
         let expected = p.received();
-        let reason = if len > self.config.max_chunk_len {
+        let reason = if len > max_chunk_len {
             Some(LossReason::OversizedChunk {
                 len,
-                limit: self.config.max_chunk_len,
+                limit: max_chunk_len,
             })
         } else if chunk.offset > expected {
             Some(LossReason::MissingChunk {
@@ -425,22 +443,11 @@ impl Reassembler {
 
     /// The CRC of a frame whose start had none.
     pub fn on_end(&mut self, end: &FrameEnd, now_us: u64, out: &mut impl FnMut(Reassembled)) {
-        match self.admit(end.seq, out) {
-            Admit::Told => return,
-            Admit::New => {
-                self.lose(end.seq, LossReason::MissingStart, out);
-                return;
-            }
-            Admit::Current => {}
-        }
-        let Some(p) = self.partial.as_mut() else {
+        let Some(p) = self.continuing(end.seq, out) else {
             return;
         };
         if !p.is_complete() {
-            let reason = LossReason::Incomplete {
-                received: p.received(),
-                total_len: p.start.total_len,
-            };
+            let reason = p.unfinished();
             self.lose_partial(reason, out);
             return;
         }
@@ -475,15 +482,7 @@ impl Reassembler {
     /// Reports any partial frame lost (e.g. when the link goes down): incomplete, or complete
     /// but still waiting for its `FrameEnd`.
     pub fn flush(&mut self, out: &mut impl FnMut(Reassembled)) {
-        if let Some(p) = &self.partial {
-            let reason = if p.is_complete() {
-                LossReason::MissingEnd
-            } else {
-                LossReason::Incomplete {
-                    received: p.received(),
-                    total_len: p.start.total_len,
-                }
-            };
+        if let Some(reason) = self.partial.as_ref().map(Partial::unfinished) {
             self.lose_partial(reason, out);
         }
     }
