@@ -48,7 +48,7 @@ impl Default for ReassemblerConfig {
 /// A complete frame whose CRC matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    /// The frame's header as sent.
+    /// The frame's header as sent (`frame_crc` is `None` when the CRC came in a `FrameEnd`).
     pub start: FrameStart,
     /// The frame CRC that was checked (from the start or from the `FrameEnd`).
     pub crc: u32,
@@ -199,6 +199,8 @@ struct Partial {
     crc: FrameCrc,
     /// The previous chunk's `(offset, len)`, to tell a duplicate from a reordering.
     last_chunk: Option<(u32, u32)>,
+    /// The frame CRC, from the start or, failing that, from the `FrameEnd`.
+    expected_crc: Option<u32>,
     first_us: u64,
     last_us: u64,
 }
@@ -372,6 +374,7 @@ impl Reassembler {
             data: Vec::with_capacity(start.total_len as usize),
             crc: FrameCrc::new(),
             last_chunk: None,
+            expected_crc: start.frame_crc,
             first_us: now_us,
             last_us: now_us,
         };
@@ -432,6 +435,10 @@ impl Reassembler {
             self.lose_partial(reason, out);
             return;
         }
+        if len == 0 {
+            // Says nothing; must not hide a duplicate of the chunk before it.
+            return;
+        }
         p.data.extend_from_slice(chunk.data);
         p.crc.update(chunk.data);
         p.last_chunk = Some((chunk.offset, len));
@@ -451,8 +458,8 @@ impl Reassembler {
             self.lose_partial(reason, out);
             return;
         }
-        if p.start.frame_crc.is_none() {
-            p.start.frame_crc = Some(end.frame_crc);
+        if p.expected_crc.is_none() {
+            p.expected_crc = Some(end.frame_crc);
         }
         p.last_us = now_us;
         self.try_finish(out);
@@ -489,7 +496,7 @@ impl Reassembler {
 
     /// Delivers the complete partial frame if its CRC is known and matches.
     fn try_finish(&mut self, out: &mut impl FnMut(Reassembled)) {
-        let Some(expected) = self.partial.as_ref().and_then(|p| p.start.frame_crc) else {
+        let Some(expected) = self.partial.as_ref().and_then(|p| p.expected_crc) else {
             return; // waiting for the FrameEnd
         };
         let Some(p) = self.partial.take() else {

@@ -83,3 +83,19 @@ fn writer_refuses_a_packet_over_the_negotiated_size() {
         "nothing of a refused packet reaches the link"
     );
 }
+
+#[test]
+fn a_stream_cut_inside_an_oversize_packet_is_reported_as_truncated() {
+    // 3000 non-zero bytes and no delimiter, into a reader for 1 KiB packets.
+    let noise = vec![0x55u8; 3000];
+    let mut reader = PacketReader::new(&noise[..], 1024);
+    assert!(matches!(
+        reader.next_message(),
+        Err(ReadError::Decode(DecodeError::Oversize { .. }))
+    ));
+    match reader.next_message() {
+        Err(ReadError::Truncated { pending }) => assert_eq!(pending, 3000),
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    assert!(reader.next_message().unwrap().is_none());
+}

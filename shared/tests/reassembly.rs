@@ -74,7 +74,18 @@ fn delivers_with_crc_at_start_or_at_end() {
         frame_crc: crc32(&d),
     }));
     let mut r = reassembler();
-    assert_eq!(run(&mut r, &msgs), [(0, Ok(100)), (1, Ok(100))]);
+    let mut headers = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        r.on_message(m, i as u64, &mut |o| match o {
+            Reassembled::Frame(f) => headers.push((f.start.frame_crc, f.crc, f.data == d)),
+            Reassembled::Lost(l) => panic!("{l:?}"),
+        });
+    }
+    // The header is kept as sent: the CRC that came in the FrameEnd is in `crc` only.
+    assert_eq!(
+        headers,
+        [(Some(crc32(&d)), crc32(&d), true), (None, crc32(&d), true)]
+    );
     assert_eq!(r.held_bytes(), 0);
 }
 
@@ -94,6 +105,20 @@ fn each_fault_has_its_reason() {
         (
             vec![start(0, &d, crc), k(c[0]), k(c[1]), k(c[1])],
             LossReason::DuplicateChunk { offset: 30 },
+        ),
+        (
+            // An empty chunk between a chunk and its repeat does not hide the repeat.
+            vec![
+                start(0, &d, crc),
+                k(c[0]),
+                k(FrameChunk {
+                    seq: 0,
+                    offset: 30,
+                    data: &[],
+                }),
+                k(c[0]),
+            ],
+            LossReason::DuplicateChunk { offset: 0 },
         ),
         (
             vec![start(0, &d, crc), k(c[0]), k(c[1]), k(c[0])],

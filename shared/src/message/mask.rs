@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most cells a mask may have (e.g. 1024 x 1024); a larger one is refused before anything is
+/// sized from it.
+pub const MAX_MASK_CELLS: usize = 1 << 20;
+
 /// Why a run-length mask could not be decoded or encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -37,6 +41,12 @@ pub enum MaskError {
         expected: u64,
         /// Sum of the run lengths (up to the first excess).
         covered: u64,
+    },
+    /// `width * height` exceeds [`MAX_MASK_CELLS`].
+    #[error("mask of {cells} cells exceeds the limit of {MAX_MASK_CELLS}")]
+    TooLarge {
+        /// `width * height`.
+        cells: usize,
     },
     /// The output buffer's length differs from `width * height` (decoding), or it is too
     /// short for the runs (encoding).
@@ -132,9 +142,15 @@ impl<'a> RleMask<'a> {
         usize::from(self.width) * usize::from(self.height)
     }
 
-    /// Checks that the runs decode and cover exactly `width * height` cells.
+    /// Checks that the mask has at most [`MAX_MASK_CELLS`] cells and that the runs decode and
+    /// cover exactly `width * height` of them. Call it before sizing anything from
+    /// [`cells`](Self::cells).
     pub fn validate(&self) -> Result<(), MaskError> {
-        let expected = self.cells() as u64;
+        let cells = self.cells();
+        if cells > MAX_MASK_CELLS {
+            return Err(MaskError::TooLarge { cells });
+        }
+        let expected = cells as u64;
         let mut covered = 0u64;
         for run in self.runs() {
             covered += u64::from(run?.len);
@@ -153,6 +169,9 @@ impl<'a> RleMask<'a> {
     /// hold exactly `width * height` bytes. On error `out` may be partly written.
     pub fn decode_into(&self, out: &mut [u8]) -> Result<(), MaskError> {
         let cells = self.cells();
+        if cells > MAX_MASK_CELLS {
+            return Err(MaskError::TooLarge { cells });
+        }
         if out.len() != cells {
             return Err(MaskError::BufferSize {
                 len: out.len(),
@@ -259,6 +278,12 @@ mod tests {
             ..mask
         };
         assert_eq!(empty_run.validate(), Err(MaskError::EmptyRun { at: 0 }));
+        let huge = RleMask {
+            width: 2048,
+            height: 1024,
+            runs: &[0, 0x80, 0x80, 0x80, 0x01],
+        };
+        assert_eq!(huge.validate(), Err(MaskError::TooLarge { cells: 1 << 21 }));
         let overlong = RleMask {
             runs: &[3, 0xff, 0xff, 0xff, 0xff, 0x7f],
             ..mask

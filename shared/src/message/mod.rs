@@ -17,7 +17,7 @@ pub use frame::{
     FrameChunk, FrameEnd, FrameMeta, FrameStart, KeyValue, PixelFormat, SweepPosition,
 };
 pub use handshake::{Capabilities, Hello, Reject, RejectReason, Roi, Sensor, Version, Welcome};
-pub use mask::{MaskError, RleMask, RleRun, RleRuns, encode_rle};
+pub use mask::{MAX_MASK_CELLS, MaskError, RleMask, RleRun, RleRuns, encode_rle};
 pub use outcome::{AlarmFlags, BoundingBox, ClassScore, InferenceResult, Latency, SegmentSummary};
 
 use serde::{Deserialize, Serialize};

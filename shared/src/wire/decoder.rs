@@ -59,6 +59,8 @@ pub struct Decoder<B> {
     len: usize,
     /// Skipping an oversize frame up to its delimiter.
     discarding: bool,
+    /// Bytes of the oversize frame skipped so far.
+    skipped: usize,
     /// Length of the message (CRC stripped) of the packet ready in `buf`, if any.
     ready: Option<usize>,
     stats: DecoderStats,
@@ -71,6 +73,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
             buf,
             len: 0,
             discarding: false,
+            skipped: 0,
             ready: None,
             stats: DecoderStats::default(),
         }
@@ -81,15 +84,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
         &self.stats
     }
 
-    /// Bytes of an unfinished frame it holds (e.g. to report a stream cut mid-packet).
+    /// Bytes of an unfinished frame it holds or is skipping (e.g. to report a stream cut
+    /// mid-packet).
     pub fn pending(&self) -> usize {
-        if self.ready.is_some() { 0 } else { self.len }
+        if self.ready.is_some() {
+            0
+        } else {
+            self.len + self.skipped
+        }
     }
 
     /// Forgets any unfinished frame, as after a reconnect. Statistics are kept.
     pub fn reset(&mut self) {
         self.len = 0;
         self.discarding = false;
+        self.skipped = 0;
         self.ready = None;
     }
 
@@ -112,10 +121,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
             self.stats.bytes += end as u64 + 1;
             if self.discarding {
                 self.discarding = false;
+                self.skipped = 0;
                 continue;
             }
             if let Err(e) = self.append(frame) {
                 self.discarding = false;
+                self.skipped = 0;
                 return Some(Err(e));
             }
             if self.len == 0 {
@@ -145,7 +156,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
 
     /// Appends stuffed bytes of the current frame, or starts discarding when they overflow.
     fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        if self.discarding || bytes.is_empty() {
+        if self.discarding {
+            self.skipped = self.skipped.saturating_add(bytes.len());
+            return Ok(());
+        }
+        if bytes.is_empty() {
             return Ok(());
         }
         let buf = self.buf.as_mut();
@@ -158,6 +173,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
                 Ok(())
             }
             None => {
+                self.skipped = end;
                 self.len = 0;
                 self.discarding = true;
                 self.stats.oversize += 1;
