@@ -279,8 +279,24 @@ where
     }
 
     /// One round of work: read what the host sent, run timers, check the buttons, and send at
-    /// most one packet of the frame in progress. On error the machine has already recovered.
-    pub fn step(&mut self) -> StepResult<L, S> {
+    /// most one packet of the frame in progress. Returns whether anything was sent or received
+    /// (a caller with nothing else to do may sleep when not). On error the machine has already
+    /// recovered.
+    pub fn step(&mut self) -> Result<bool, EdgeError<L::Error, S::Error>> {
+        let before = self.activity();
+        self.step_inner()?;
+        Ok(self.activity() != before)
+    }
+
+    fn activity(&self) -> (u32, u32, u32) {
+        (
+            self.stats.packets_sent,
+            self.stats.packets_received,
+            self.stats.packets_rejected,
+        )
+    }
+
+    fn step_inner(&mut self) -> StepResult<L, S> {
         let now = self.io.clock.now_us();
         let result = self
             .receive(now)

@@ -277,6 +277,16 @@ impl Reassembler {
         &self.stats
     }
 
+    /// The next frame sequence number whose fate is not yet told (the partial frame's, or the
+    /// one after the newest told); `None` before the first frame packet of a joined stream.
+    /// A host grants credit from here.
+    pub fn next_untold(&self) -> Option<u32> {
+        match &self.partial {
+            Some(p) => Some(p.start.seq),
+            None => self.next_untold,
+        }
+    }
+
     /// Bytes currently held in the partial frame.
     pub fn held_bytes(&self) -> usize {
         self.partial.as_ref().map_or(0, |p| p.data.capacity())

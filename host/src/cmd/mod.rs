@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
+mod link;
 mod wire;
 
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ enum Command {
     /// Link captures: synthesise one as an edge would send it, or inspect one packet by packet.
     #[command(subcommand)]
     Wire(wire::WireCommand),
+    /// Connect to an edge over serial or TCP and show what arrives: counters live, a summary at
+    /// the end.
+    Link(link::LinkArgs),
     /// Print the protocol and software versions.
     Version,
 }
@@ -27,6 +31,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Wire(cmd) => wire::run(cmd),
+        Command::Link(args) => link::run(args),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

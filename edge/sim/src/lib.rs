@@ -1,0 +1,334 @@
+//! The dinoedge firmware core, running on Linux: the very [`Edge`] state machine of
+//! `dinoedge-edge`, fed from a test pattern or recorded frames, talking to the host over a
+//! serial device (e.g. one end of a pseudo-terminal pair) or TCP, with faults on demand.
+
+pub mod link;
+pub mod source;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, tx_len};
+use dinoedge_edge::machine::{Edge, EdgeConfig, EdgeError, EdgeStats, NoInput, Peripherals, Phase};
+use dinoedge_edge::port::{FrameSource, NewFrame, SourceInfo};
+use dinoedge_edge::source::TestPattern;
+
+use link::{FaultCounts, Faults, LinkError, StdClock, StreamLink};
+use source::FrameList;
+
+/// Largest packet the simulator sends.
+pub const SIM_PACKET_TX: usize = 64 * 1024;
+/// Largest packet the simulator receives.
+pub const SIM_PACKET_RX: usize = 4 * 1024;
+
+type SimBuffers =
+    EdgeBuffers<{ tx_len(SIM_PACKET_TX) }, { rx_len(SIM_PACKET_RX) }, { chunk_len(SIM_PACKET_TX) }>;
+
+/// Where the frames come from.
+#[derive(Debug)]
+pub enum SimInput {
+    /// The built-in moving pattern.
+    Pattern(SourceInfo),
+    /// Recorded frames, Gray8.
+    Frames(FrameList),
+}
+
+/// How the simulator reaches the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimTarget {
+    /// A serial device (or pseudo-terminal) path.
+    Serial {
+        /// The device.
+        path: PathBuf,
+        /// Baud rate.
+        baud: u32,
+    },
+    /// Connect to a host listening on TCP.
+    TcpConnect(SocketAddr),
+    /// Listen for the host on TCP.
+    TcpListen(SocketAddr),
+}
+
+/// What to simulate.
+#[derive(Debug)]
+pub struct SimConfig {
+    /// The frames.
+    pub input: SimInput,
+    /// The link.
+    pub target: SimTarget,
+    /// Faults on what the edge sends.
+    pub faults: Faults,
+    /// Stop sending and reading for a while: (after how long, for how long).
+    pub pause: Option<(Duration, Duration)>,
+    /// Drop the connection once, after this long, and reconnect.
+    pub disconnect_at: Option<Duration>,
+    /// Stop after this many frames were sent.
+    pub max_frames: Option<u32>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// The unit's id in `Hello`.
+    pub device_id: heapless::String<{ dinoedge_proto::MAX_ID }>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimReport {
+    /// The edge's counters.
+    pub edge: EdgeStats,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Bytes written to the link.
+    pub bytes_written: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Connections opened.
+    pub connections: u32,
+}
+
+/// Why the simulator stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The link could not be opened.
+    #[error("opening the link: {0}")]
+    Open(String),
+}
+
+/// The two kinds of source behind one type.
+enum Source {
+    Pattern(TestPattern),
+    Frames(FrameList),
+}
+
+impl FrameSource for Source {
+    type Error = std::convert::Infallible;
+
+    fn info(&self) -> SourceInfo {
+        match self {
+            Source::Pattern(s) => s.info(),
+            Source::Frames(s) => s.info(),
+        }
+    }
+
+    fn poll_frame(&mut self, now_us: u64) -> Result<Option<NewFrame>, Self::Error> {
+        match self {
+            Source::Pattern(s) => s.poll_frame(now_us),
+            Source::Frames(s) => s.poll_frame(now_us),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        match self {
+            Source::Pattern(s) => s.read(buf),
+            Source::Frames(s) => s.read(buf),
+        }
+    }
+
+    fn skip(&mut self) -> Result<(), Self::Error> {
+        match self {
+            Source::Pattern(s) => s.skip(),
+            Source::Frames(s) => s.skip(),
+        }
+    }
+}
+
+/// The alarm output on Linux: remembers its level.
+#[derive(Debug, Default)]
+pub struct AlarmLed(pub bool);
+
+impl embedded_hal::digital::ErrorType for AlarmLed {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_hal::digital::OutputPin for AlarmLed {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        self.0 = false;
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        self.0 = true;
+        Ok(())
+    }
+}
+
+/// Opens the link; a listening target accepts one connection (waiting until `stop`).
+fn open(
+    target: &SimTarget,
+    listener: Option<&TcpListener>,
+    faults: &Faults,
+    stop: &AtomicBool,
+) -> Result<(StreamLink, Option<TcpStream>), SimError> {
+    match target {
+        SimTarget::Serial { path, baud } => {
+            let port = serialport::new(path.to_string_lossy(), *baud)
+                .timeout(Duration::from_millis(100))
+                .open()
+                .map_err(|e| SimError::Open(format!("{}: {e}", path.display())))?;
+            let reader = port
+                .try_clone()
+                .map_err(|e| SimError::Open(format!("{}: {e}", path.display())))?;
+            Ok((StreamLink::new(reader, port, faults.clone()), None))
+        }
+        SimTarget::TcpConnect(addr) => {
+            let stream =
+                TcpStream::connect(addr).map_err(|e| SimError::Open(format!("{addr}: {e}")))?;
+            tcp_link(stream, faults)
+        }
+        SimTarget::TcpListen(addr) => {
+            let listener = listener.ok_or_else(|| SimError::Open(format!("{addr}: not bound")))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| SimError::Open(format!("{addr}: {e}")))?;
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        return tcp_link(stream, faults);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Err(SimError::Open("stopped".into()));
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(SimError::Open(format!("{addr}: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+fn tcp_link(
+    stream: TcpStream,
+    faults: &Faults,
+) -> Result<(StreamLink, Option<TcpStream>), SimError> {
+    let _ = stream.set_nodelay(true);
+    let clone = |s: &TcpStream| s.try_clone().map_err(|e| SimError::Open(e.to_string()));
+    let reader = clone(&stream)?;
+    let closer = clone(&stream)?;
+    Ok((
+        StreamLink::new(Box::new(reader), Box::new(stream), faults.clone()),
+        Some(closer),
+    ))
+}
+
+/// Runs the simulator until `stop`, the frame limit or the duration.
+pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimError> {
+    let started = Instant::now();
+    let listener = match &config.target {
+        SimTarget::TcpListen(addr) => {
+            Some(TcpListener::bind(addr).map_err(|e| SimError::Open(format!("{addr}: {e}")))?)
+        }
+        _ => None,
+    };
+    let mut report = SimReport::default();
+    let (link, mut closer) =
+        open_retrying(&config.target, &config.faults, listener.as_ref(), stop)?;
+    report.connections += 1;
+    let source = match config.input {
+        SimInput::Pattern(info) => Source::Pattern(TestPattern::new(info)),
+        SimInput::Frames(list) => Source::Frames(list),
+    };
+    let edge_config = EdgeConfig {
+        device_id: config.device_id.clone(),
+        ..EdgeConfig::default()
+    };
+    let mut buffers = Box::new(SimBuffers::new());
+    let mut edge = Edge::new(
+        Peripherals {
+            link,
+            source,
+            clock: StdClock(started),
+            alarm: AlarmLed::default(),
+            freeze: NoInput,
+            foot_switch: NoInput,
+        },
+        edge_config,
+        &mut buffers,
+    );
+    let mut disconnected = false;
+    let mut paused = false;
+    let mut bytes_before = 0u64;
+    loop {
+        let elapsed = started.elapsed();
+        if stop.load(Ordering::Relaxed)
+            || config.duration.is_some_and(|d| elapsed >= d)
+            || config
+                .max_frames
+                .is_some_and(|n| edge.stats().frames_sent >= n)
+            || matches!(&edge.peripherals().source, Source::Frames(f) if f.exhausted())
+                && matches!(edge.phase(), Phase::Session { .. })
+                && edge.stats().frames_sent > 0
+        {
+            break;
+        }
+        if let Some((at, length)) = config.pause
+            && !paused
+            && elapsed >= at
+        {
+            paused = true;
+            std::thread::sleep(length);
+            continue;
+        }
+        if let Some(at) = config.disconnect_at
+            && !disconnected
+            && elapsed >= at
+        {
+            disconnected = true;
+            if let Some(c) = closer.take() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        match edge.step() {
+            Ok(true) => {}
+            Ok(false) => std::thread::sleep(link::IDLE_SLEEP),
+            Err(EdgeError::Link(LinkError::Closed | LinkError::Io(_))) => {
+                // The machine is back in its handshake; give it a new connection.
+                let link = &edge.peripherals().link;
+                report.faults = add(report.faults, link.fault_counts());
+                bytes_before += link.bytes_written;
+                std::thread::sleep(Duration::from_millis(100));
+                let (link, new_closer) =
+                    open_retrying(&config.target, &config.faults, listener.as_ref(), stop)?;
+                closer = new_closer;
+                report.connections += 1;
+                edge.peripherals_mut().link = link;
+            }
+            Err(_) => {}
+        }
+    }
+    let link = &edge.peripherals().link;
+    report.faults = add(report.faults, link.fault_counts());
+    report.bytes_written = bytes_before + link.bytes_written;
+    report.edge = *edge.stats();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn add(a: FaultCounts, b: FaultCounts) -> FaultCounts {
+    FaultCounts {
+        flipped_bits: a.flipped_bits + b.flipped_bits,
+        dropped_bytes: a.dropped_bytes + b.dropped_bytes,
+    }
+}
+
+/// Opens the link, retrying every 100 ms until it opens or `stop`.
+fn open_retrying(
+    target: &SimTarget,
+    faults: &Faults,
+    listener: Option<&TcpListener>,
+    stop: &AtomicBool,
+) -> Result<(StreamLink, Option<TcpStream>), SimError> {
+    loop {
+        match open(target, listener, faults, stop) {
+            Ok(opened) => return Ok(opened),
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(e),
+            Err(_) if !matches!(target, SimTarget::TcpListen(_)) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The session over one transport, reconnecting after loss: the host side of PROTOCOL.md §6.
+
+use std::time::{Duration, Instant};
+
+use dinoedge_proto::clock::ClockSample;
+use dinoedge_proto::credit::grant_for;
+use dinoedge_proto::io::{AsyncPacketReader, AsyncPacketWriter, ReadError};
+use dinoedge_proto::reassembly::{Frame, Loss, Reassembled, Reassembler, ReassemblerConfig};
+use dinoedge_proto::{
+    ErrorCode, ErrorReport, Event, Hello, Log, MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Reject,
+    RejectReason, Welcome, wire,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::stats::LinkStats;
+use super::transport::{Opener, ReadHalf, WriteHalf};
+
+/// How the host runs the link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// Largest packet the edge may send (capped by what it announces).
+    pub max_packet_to_host: usize,
+    /// Largest packet the host sends (capped by what the edge announces).
+    pub max_packet_to_edge: usize,
+    /// Most frames in flight: the credit window, further limited by the consumer's free room.
+    pub credit_window: u32,
+    /// Reassembly limits (the chunk limit is set from the negotiated packet size).
+    pub reassembly: ReassemblerConfig,
+    /// How often timers run.
+    pub tick: Duration,
+    /// How often the current credit is repeated.
+    pub credit_interval: Duration,
+    /// How often the host sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How often the host pings the edge for its clock.
+    pub ping_interval: Duration,
+    /// Silence after which the link is considered lost.
+    pub link_timeout: Duration,
+    /// Pause before reopening a lost transport.
+    pub reconnect_delay: Duration,
+}
+
+impl Default for LinkConfig {
+    /// 64 KiB packets in, 1 KiB out, 4 frames in flight, PROTOCOL.md's intervals.
+    fn default() -> Self {
+        LinkConfig {
+            max_packet_to_host: 64 * 1024,
+            max_packet_to_edge: MIN_PACKET,
+            credit_window: 4,
+            reassembly: ReassemblerConfig::default(),
+            tick: Duration::from_millis(20),
+            credit_interval: Duration::from_millis(250),
+            heartbeat_interval: Duration::from_secs(1),
+            ping_interval: Duration::from_millis(500),
+            link_timeout: Duration::from_secs(3),
+            reconnect_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A frame as the host received it.
+#[derive(Debug)]
+pub struct ReceivedFrame {
+    /// The checked frame.
+    pub frame: Box<Frame>,
+    /// The session it came in.
+    pub session_id: u32,
+    /// When its last packet arrived, host clock (µs since the link started).
+    pub received_us: u64,
+    /// Its capture time mapped onto the host clock, once the clock offset is known.
+    pub capture_host_us: Option<u64>,
+}
+
+/// What the link reports to its consumer.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A transport connection is up.
+    Connected,
+    /// A session began.
+    SessionStarted {
+        /// Its id.
+        session_id: u32,
+        /// The edge's `Hello`.
+        hello: Box<Hello>,
+    },
+    /// A frame arrived intact.
+    Frame(ReceivedFrame),
+    /// A frame was lost.
+    Lost(Loss),
+    /// A button, pedal or probe event from the edge.
+    EdgeEvent(Event),
+    /// A log line from the edge.
+    EdgeLog(Log),
+    /// The edge reported a fault.
+    EdgeError(ErrorReport),
+    /// The connection ended; the link reopens it.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// State of one connection.
+struct Conn {
+    session: Option<Session>,
+    reassembler: Reassembler,
+    last_rx: Instant,
+    last_credit: Instant,
+    last_heartbeat: Instant,
+    last_ping: Instant,
+    last_protocol_error: Option<Instant>,
+    ping_id: u32,
+    /// Recent clock samples; the one with the shortest round trip wins.
+    clock: Vec<ClockSample>,
+}
+
+struct Session {
+    id: u32,
+    /// The edge's cumulative drops in this session, as last reported.
+    dropped: u32,
+    results_sent: u32,
+}
+
+/// Shared across connections.
+struct Shared<'a> {
+    config: &'a LinkConfig,
+    events: &'a mpsc::Sender<LinkEvent>,
+    stats: LinkStats,
+    started: Instant,
+    next_session_id: u32,
+}
+
+impl Shared<'_> {
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Hands an event to the consumer without ever blocking the link; a frame that finds no
+    /// room is lost (it cannot happen while the edge obeys its credit).
+    fn emit(&mut self, event: LinkEvent) {
+        if let Err(mpsc::error::TrySendError::Full(LinkEvent::Frame(f))) =
+            self.events.try_send(event)
+        {
+            *self
+                .stats
+                .frames_lost
+                .entry("HostQueueFull".into())
+                .or_default() += 1;
+            tracing::warn!(seq = f.frame.start.seq, "consumer queue full; frame lost");
+        }
+    }
+
+    /// The credit bound: the consumer's free room, up to the window, beyond the next frame
+    /// not yet told.
+    fn credit(&self, reassembler: &Reassembler) -> Message<'static> {
+        let room = (self.events.capacity() as u32).min(self.config.credit_window);
+        Message::Credit(grant_for(reassembler.next_untold().unwrap_or(0), room))
+    }
+}
+
+/// Runs the link until `stop` turns true: opens the transport, serves it, reopens it after
+/// loss. Frames and other events go to `events`; counters are published on `stats` as they
+/// change. Returns the final counters.
+pub async fn run_link(
+    mut opener: Opener,
+    config: LinkConfig,
+    events: mpsc::Sender<LinkEvent>,
+    stats: watch::Sender<LinkStats>,
+    mut stop: watch::Receiver<bool>,
+) -> LinkStats {
+    let mut shared = Shared {
+        config: &config,
+        events: &events,
+        stats: LinkStats::default(),
+        started: Instant::now(),
+        next_session_id: session_id_seed(),
+    };
+    while !*stop.borrow() {
+        let opened = tokio::select! {
+            opened = opener.open() => opened,
+            _ = stop.changed() => break,
+        };
+        match opened {
+            Ok((r, w)) => {
+                shared.stats.connections += 1;
+                tracing::info!(transport = %opener.transport(), "connected");
+                shared.emit(LinkEvent::Connected);
+                let reason = serve(r, w, &mut shared, &stats, &mut stop).await;
+                tracing::info!(%reason, "connection ended");
+                shared.emit(LinkEvent::Disconnected { reason });
+                stats.send_replace(shared.stats.clone());
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the link yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.reconnect_delay) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    shared.stats
+}
+
+/// Session ids differ across host restarts, so that an edge can tell a new host.
+fn session_id_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+        .unwrap_or(1);
+    nanos.max(1)
+}
+
+/// Serves one connection until it ends; returns why it ended.
+async fn serve(
+    r: ReadHalf,
+    w: WriteHalf,
+    shared: &mut Shared<'_>,
+    stats_tx: &watch::Sender<LinkStats>,
+    stop: &mut watch::Receiver<bool>,
+) -> String {
+    let config = shared.config;
+    let mut reader = AsyncPacketReader::new(r, config.max_packet_to_host);
+    let mut writer = AsyncPacketWriter::new(w, config.max_packet_to_edge);
+    let now = Instant::now();
+    let mut conn = Conn {
+        session: None,
+        reassembler: Reassembler::new(config.reassembly),
+        last_rx: now,
+        last_credit: now,
+        last_heartbeat: now,
+        last_ping: now,
+        last_protocol_error: None,
+        ping_id: 0,
+        clock: Vec::new(),
+    };
+    let mut tick = tokio::time::interval(config.tick);
+    let base = shared.stats.clone();
+    let reason = loop {
+        tokio::select! {
+            read = reader.next_message() => match read {
+                Ok(Some(msg)) => {
+                    conn.last_rx = Instant::now();
+                    if let Err(e) = handle(&msg, &mut conn, &mut writer, shared).await {
+                        break format!("write error: {e}");
+                    }
+                }
+                Ok(None) => break "the edge closed the link".to_owned(),
+                Err(ReadError::Decode(e)) => tracing::debug!(error = %e, "damaged packet"),
+                Err(ReadError::Truncated { pending }) => {
+                    break format!("the link ended inside a packet ({pending} bytes)");
+                }
+                Err(e) => break format!("read error: {e}"),
+            },
+            _ = tick.tick() => {
+                if conn.last_rx.elapsed() > config.link_timeout {
+                    break format!("nothing from the edge for {:?}", config.link_timeout);
+                }
+                if let Err(e) = timers(&mut conn, &mut writer, shared).await {
+                    break format!("write error: {e}");
+                }
+                let mut live = shared.stats.clone();
+                live.add_decoder_since(&base, reader.stats());
+                stats_tx.send_replace(live);
+            }
+            _ = stop.changed() => break "stopped".to_owned(),
+        }
+    };
+    let mut outcomes = Vec::new();
+    conn.reassembler.flush(&mut |o| outcomes.push(o));
+    for o in outcomes {
+        deliver(o, &conn, shared);
+    }
+    shared.stats.add_decoder(reader.stats());
+    reason
+}
+
+async fn handle(
+    msg: &Message<'_>,
+    conn: &mut Conn,
+    writer: &mut AsyncPacketWriter<WriteHalf>,
+    shared: &mut Shared<'_>,
+) -> Result<(), dinoedge_proto::io::WriteError> {
+    let now_us = shared.now_us();
+    match msg {
+        Message::Hello(hello) => return welcome(hello, conn, writer, shared).await,
+        Message::FrameStart(_) | Message::FrameChunk(_) | Message::FrameEnd(_) => {
+            let Some(session) = &mut conn.session else {
+                shared.stats.out_of_session += 1;
+                // A restarted host: tell the edge at once, at most once a second.
+                if conn
+                    .last_protocol_error
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+                {
+                    conn.last_protocol_error = Some(Instant::now());
+                    let detail =
+                        heapless::String::try_from("no session: send Hello").unwrap_or_default();
+                    writer
+                        .send(&Message::Error(ErrorReport {
+                            code: ErrorCode::Protocol,
+                            detail,
+                        }))
+                        .await?;
+                }
+                return Ok(());
+            };
+            if let Message::FrameStart(start) = msg {
+                note_dropped(session, start.dropped_at_source, &mut shared.stats);
+            }
+            let mut outcomes = Vec::new();
+            conn.reassembler
+                .on_message(msg, now_us, &mut |o| outcomes.push(o));
+            if !outcomes.is_empty() {
+                for o in outcomes {
+                    deliver(o, conn, shared);
+                }
+                writer.send(&shared.credit(&conn.reassembler)).await?;
+                conn.last_credit = Instant::now();
+            }
+        }
+        Message::Heartbeat(beat) => {
+            if let Some(session) = &mut conn.session {
+                note_dropped(session, beat.dropped_at_source, &mut shared.stats);
+            }
+        }
+        Message::Ping(ping) => {
+            let pong = Message::Pong(dinoedge_proto::Pong {
+                id: ping.id,
+                ping_sent_us: ping.sent_us,
+                received_us: now_us,
+            });
+            writer.send(&pong).await?;
+        }
+        Message::Pong(pong) => {
+            if let Some(sample) = ClockSample::from_pong(pong, now_us) {
+                if conn.clock.len() == 8 {
+                    conn.clock.remove(0);
+                }
+                conn.clock.push(sample);
+                if let Some(best) = conn.clock.iter().min_by_key(|s| s.rtt_us) {
+                    shared.stats.clock_offset_us = Some(best.offset_us);
+                    shared.stats.clock_rtt_us = Some(best.rtt_us);
+                }
+            }
+        }
+        Message::Event(event) => shared.emit(LinkEvent::EdgeEvent(event.clone())),
+        Message::Log(log) => {
+            tracing::info!(level = ?log.level, text = %log.text, "edge log");
+            shared.emit(LinkEvent::EdgeLog(log.clone()));
+        }
+        Message::Error(report) => {
+            tracing::warn!(code = ?report.code, detail = %report.detail, "edge error");
+            shared.emit(LinkEvent::EdgeError(report.clone()));
+        }
+        // Host-to-edge messages coming back are ignored (a loopback or a confused peer).
+        Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) | Message::Result(_) => {}
+    }
+    Ok(())
+}
+
+/// Answers a `Hello`: a new session, or a `Reject`.
+async fn welcome(
+    hello: &Hello,
+    conn: &mut Conn,
+    writer: &mut AsyncPacketWriter<WriteHalf>,
+    shared: &mut Shared<'_>,
+) -> Result<(), dinoedge_proto::io::WriteError> {
+    let reject = |reason| {
+        Message::Reject(Reject {
+            reason,
+            supported_min: PROTOCOL_VERSION,
+            supported_max: PROTOCOL_VERSION,
+        })
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        tracing::warn!(
+            version = hello.protocol_version,
+            "edge speaks another protocol version"
+        );
+        return writer
+            .send(&reject(RejectReason::UnsupportedVersion))
+            .await
+            .map(|_| ());
+    }
+    let to_host = (hello.max_packet_tx as usize).min(shared.config.max_packet_to_host);
+    let to_edge = (hello.max_packet_rx as usize).min(shared.config.max_packet_to_edge);
+    if to_host < MIN_PACKET || to_edge < MIN_PACKET {
+        return writer
+            .send(&reject(RejectReason::PacketTooSmall))
+            .await
+            .map(|_| ());
+    }
+    let implied = hello
+        .sensor
+        .format
+        .frame_len(hello.sensor.width, hello.sensor.height);
+    if implied.is_none_or(|len| len > shared.config.reassembly.max_frame_len) {
+        return writer
+            .send(&reject(RejectReason::UnsupportedFormat))
+            .await
+            .map(|_| ());
+    }
+    // A Hello in a session means the edge restarted: the old session's partial frame is lost.
+    let mut outcomes = Vec::new();
+    conn.reassembler.reset(&mut |o| outcomes.push(o));
+    for o in outcomes {
+        deliver(o, conn, shared);
+    }
+    conn.reassembler.set_config(ReassemblerConfig {
+        max_chunk_len: wire::chunk_capacity(to_host) as u32,
+        ..shared.config.reassembly
+    });
+    let session_id = shared.next_session_id;
+    shared.next_session_id = shared.next_session_id.wrapping_add(1).max(1);
+    let credits = (shared.events.capacity() as u32).min(shared.config.credit_window);
+    writer
+        .send(&Message::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session_id,
+            max_packet_to_host: to_host as u32,
+            max_packet_to_edge: to_edge as u32,
+            initial_credits: credits,
+            roi: None,
+            fps_milli: None,
+        }))
+        .await?;
+    conn.session = Some(Session {
+        id: session_id,
+        dropped: 0,
+        results_sent: 0,
+    });
+    conn.last_credit = Instant::now();
+    shared.stats.sessions += 1;
+    tracing::info!(session_id, device = %hello.device_id, "session begins");
+    shared.emit(LinkEvent::SessionStarted {
+        session_id,
+        hello: Box::new(hello.clone()),
+    });
+    Ok(())
+}
+
+/// Runs the periodic duties: credit, heartbeat, ping, reassembly timeout.
+async fn timers(
+    conn: &mut Conn,
+    writer: &mut AsyncPacketWriter<WriteHalf>,
+    shared: &mut Shared<'_>,
+) -> Result<(), dinoedge_proto::io::WriteError> {
+    let config = shared.config;
+    let now_us = shared.now_us();
+    let mut outcomes = Vec::new();
+    conn.reassembler.poll(now_us, &mut |o| outcomes.push(o));
+    let had_outcomes = !outcomes.is_empty();
+    for o in outcomes {
+        deliver(o, conn, shared);
+    }
+    let Some(session) = &conn.session else {
+        return Ok(());
+    };
+    if had_outcomes || conn.last_credit.elapsed() >= config.credit_interval {
+        writer.send(&shared.credit(&conn.reassembler)).await?;
+        conn.last_credit = Instant::now();
+    }
+    if conn.last_heartbeat.elapsed() >= config.heartbeat_interval {
+        writer
+            .send(&Message::Heartbeat(dinoedge_proto::Heartbeat {
+                now_us,
+                frames_sent: session.results_sent,
+                dropped_at_source: 0,
+                packets_received: shared.stats.packets as u32,
+                packets_rejected: shared.stats.resyncs as u32,
+            }))
+            .await?;
+        conn.last_heartbeat = Instant::now();
+    }
+    if conn.last_ping.elapsed() >= config.ping_interval {
+        conn.ping_id = conn.ping_id.wrapping_add(1);
+        writer
+            .send(&Message::Ping(Ping {
+                id: conn.ping_id,
+                sent_us: now_us,
+            }))
+            .await?;
+        conn.last_ping = Instant::now();
+    }
+    Ok(())
+}
+
+/// Counts a reassembly outcome and hands it on.
+fn deliver(outcome: Reassembled, conn: &Conn, shared: &mut Shared<'_>) {
+    let session_id = conn.session.as_ref().map_or(0, |s| s.id);
+    match outcome {
+        Reassembled::Frame(frame) => {
+            shared.stats.frames_received += 1;
+            shared.stats.frame_bytes += frame.data.len() as u64;
+            let capture_host_us = shared.stats.clock_offset_us.and_then(|offset| {
+                u64::try_from(i128::from(frame.start.capture_us) - i128::from(offset)).ok()
+            });
+            let received_us = frame.last_us;
+            shared.emit(LinkEvent::Frame(ReceivedFrame {
+                frame,
+                session_id,
+                received_us,
+                capture_host_us,
+            }));
+        }
+        Reassembled::Lost(loss) => {
+            let name = format!("{:?}", loss.reason);
+            let name = name
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            *shared.stats.frames_lost.entry(name.to_owned()).or_default() +=
+                u64::from(loss.frames());
+            tracing::debug!(seq = loss.seq, reason = ?loss.reason, "frame lost");
+            shared.emit(LinkEvent::Lost(loss));
+        }
+    }
+}
+
+/// Takes the edge's cumulative drop count for this session into the run's total.
+fn note_dropped(session: &mut Session, reported: u32, stats: &mut LinkStats) {
+    if reported > session.dropped {
+        stats.dropped_at_edge += u64::from(reported - session.dropped);
+        session.dropped = reported;
+    }
+}

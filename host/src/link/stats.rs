@@ -1,0 +1,78 @@
+//! What the link counts.
+
+use std::collections::BTreeMap;
+
+use dinoedge_proto::wire::DecoderStats;
+
+/// Counters over the whole run, across reconnections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Connections opened (the first one included).
+    pub connections: u64,
+    /// Sessions begun with a `Welcome`.
+    pub sessions: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Valid packets received.
+    pub packets: u64,
+    /// Damaged frames on the line, all kinds (each one a resynchronisation).
+    pub resyncs: u64,
+    /// Of those, CRC mismatches.
+    pub crc_errors: u64,
+    /// Frames received intact.
+    pub frames_received: u64,
+    /// Frame bytes received intact.
+    pub frame_bytes: u64,
+    /// Frames lost, by reason.
+    pub frames_lost: BTreeMap<String, u64>,
+    /// Frames the edge dropped at the source for lack of credit (summed over sessions).
+    pub dropped_at_edge: u64,
+    /// Frame packets that arrived outside a session.
+    pub out_of_session: u64,
+    /// The latest clock offset estimate: edge clock minus host clock, microseconds.
+    pub clock_offset_us: Option<i64>,
+    /// The round trip of that estimate, microseconds.
+    pub clock_rtt_us: Option<u64>,
+}
+
+impl LinkStats {
+    /// All frames lost.
+    pub fn lost_total(&self) -> u64 {
+        self.frames_lost.values().sum()
+    }
+
+    /// Adds a finished connection's decoder counters.
+    pub(crate) fn add_decoder(&mut self, d: &DecoderStats) {
+        self.bytes += d.bytes;
+        self.packets += d.packets;
+        self.resyncs += d.rejected();
+        self.crc_errors += d.crc_errors;
+    }
+
+    /// Adds a live connection's decoder counters to a copy of the finished ones (`base` is
+    /// that copy before the connection began, so nothing is counted twice).
+    pub(crate) fn add_decoder_since(&mut self, base: &LinkStats, d: &DecoderStats) {
+        self.bytes = base.bytes + d.bytes;
+        self.packets = base.packets + d.packets;
+        self.resyncs = base.resyncs + d.rejected();
+        self.crc_errors = base.crc_errors + d.crc_errors;
+    }
+
+    /// One line for a progress display.
+    pub fn progress_line(&self) -> String {
+        format!(
+            "frames {} lost {} dropped@edge {} | packets {} resyncs {} crc {} | {:.1} MB | sessions {}{}",
+            self.frames_received,
+            self.lost_total(),
+            self.dropped_at_edge,
+            self.packets,
+            self.resyncs,
+            self.crc_errors,
+            self.bytes as f64 / 1e6,
+            self.sessions,
+            self.clock_offset_us
+                .map(|o| format!(" | clock offset {:.3} ms", o as f64 / 1000.0))
+                .unwrap_or_default()
+        )
+    }
+}
