@@ -36,8 +36,11 @@ pub enum SimInput {
 }
 
 /// How the simulator reaches the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum SimTarget {
+    /// A stream the caller opened, e.g. the master side of a pseudo-terminal pair whose other
+    /// side the host opens as a serial device; a lost link reuses it.
+    File(std::fs::File),
     /// A serial device (or pseudo-terminal) path.
     Serial {
         /// The device.
@@ -161,6 +164,18 @@ fn open(
     stop: &AtomicBool,
 ) -> Result<(StreamLink, Option<TcpStream>), SimError> {
     match target {
+        SimTarget::File(file) => {
+            let reader = file
+                .try_clone()
+                .map_err(|e| SimError::Open(e.to_string()))?;
+            let writer = file
+                .try_clone()
+                .map_err(|e| SimError::Open(e.to_string()))?;
+            Ok((
+                StreamLink::new(Box::new(reader), Box::new(writer), faults.clone()),
+                None,
+            ))
+        }
         SimTarget::Serial { path, baud } => {
             let port = serialport::new(path.to_string_lossy(), *baud)
                 .timeout(Duration::from_millis(100))
@@ -290,8 +305,14 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
                 report.faults = add(report.faults, link.fault_counts());
                 bytes_before += link.bytes_written;
                 std::thread::sleep(Duration::from_millis(100));
-                let (link, new_closer) =
-                    open_retrying(&config.target, &config.faults, listener.as_ref(), stop)?;
+                let reopened =
+                    open_retrying(&config.target, &config.faults, listener.as_ref(), stop);
+                let (link, new_closer) = match reopened {
+                    Ok(opened) => opened,
+                    // Asked to stop while the host was away: a normal end.
+                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Err(e) => return Err(e),
+                };
                 closer = new_closer;
                 report.connections += 1;
                 edge.peripherals_mut().link = link;
