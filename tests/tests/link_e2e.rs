@@ -9,6 +9,7 @@
 )]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,30 +19,24 @@ use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, Transport, run_link};
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge::source::TestPattern;
 use dinoedge_edge_sim::link::Faults;
+use dinoedge_edge_sim::source::{Cine, FrameList, load_dicom};
 use dinoedge_edge_sim::{SimConfig, SimInput, SimReport, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 use tokio::sync::{mpsc, watch};
-
-const INFO: SourceInfo = SourceInfo {
-    width: 320,
-    height: 240,
-    format: PixelFormat::Gray8,
-    fps_milli: 30_000,
-};
 
 /// Starts the simulator on its own thread.
 fn start_sim(
     target: SimTarget,
     faults: Faults,
     max_frames: Option<u32>,
-    info: SourceInfo,
+    input: SimInput,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<SimReport>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let handle = std::thread::spawn(move || {
         run_sim(
             SimConfig {
-                input: SimInput::Pattern(info),
+                input,
                 target,
                 faults,
                 pause: None,
@@ -64,6 +59,40 @@ struct Seen {
     lost: Vec<dinoedge_proto::reassembly::Loss>,
     sessions: Vec<(u32, Instant)>,
     first_frame_after: Vec<Instant>,
+}
+
+/// The echo cine shipped in tests/data: 30 frames of 320x240 at 30 fps.
+fn echo() -> Cine {
+    load_dicom(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/echo_cine.dcm")).unwrap()
+}
+
+/// The echo cine, looping at its own 30 fps.
+fn echo_input() -> SimInput {
+    let cine = echo();
+    SimInput::Frames(FrameList::new(
+        cine.width,
+        cine.height,
+        cine.frames,
+        cine.fps_milli.unwrap(),
+        true,
+    ))
+}
+
+/// Every delivered frame is a frame of the looping cine, exact to the byte, in capture order
+/// within a session (frames dropped at the source take no sequence number, so the loop index
+/// may skip, but never goes back).
+fn assert_cine_exact(cine: &Cine, seen: &Seen) {
+    let mut previous: Option<(u32, usize)> = None;
+    for (session, seq, data) in &seen.frames {
+        let from = match previous {
+            Some((s, k)) if s == *session => k + 1,
+            _ => 0,
+        };
+        let k = (from..from + 10 * cine.frames.len())
+            .find(|&k| cine.frames[k % cine.frames.len()] == *data)
+            .unwrap_or_else(|| panic!("frame {seq} is not a cine frame after {from}"));
+        previous = Some((*session, k));
+    }
 }
 
 /// The first test-pattern frame at or after `from` that `data` is, exactly.
@@ -150,20 +179,20 @@ fn loopback() -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_300_frames_at_30_fps_arrive_without_loss_and_bit_exact() {
+async fn tcp_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact() {
     let opener = Opener::new(Transport::TcpListen(loopback())).await.unwrap();
     let addr = opener.local_addr().unwrap();
     let (_stop, sim) = start_sim(
         SimTarget::TcpConnect(addr),
         Faults::default(),
         Some(300),
-        INFO,
+        echo_input(),
     );
     let (seen, stats) = host(opener, Duration::from_secs(30), |s| s.frames.len() >= 300).await;
     let report = sim.join().unwrap();
     assert_eq!(seen.frames.len(), 300, "lost: {:?}", seen.lost);
     assert!(seen.lost.is_empty(), "{:?}", seen.lost);
-    assert_bit_exact(&INFO, &seen);
+    assert_cine_exact(&echo(), &seen);
     assert_eq!(stats.resyncs, 0);
     assert_eq!(
         stats.dropped_at_edge,
@@ -176,7 +205,7 @@ async fn tcp_300_frames_at_30_fps_arrive_without_loss_and_bit_exact() {
 }
 
 #[test]
-fn pty_300_frames_at_30_fps_arrive_without_loss_and_bit_exact() {
+fn pty_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact() {
     use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
     let pty = nix::pty::openpty(None, None).unwrap();
     // Raw from the start, so that nothing the edge sends is echoed or translated before the
@@ -194,7 +223,12 @@ fn pty_300_frames_at_30_fps_arrive_without_loss_and_bit_exact() {
         })
         .await
         .unwrap();
-        let (_stop, sim) = start_sim(SimTarget::File(master), Faults::default(), Some(300), INFO);
+        let (_stop, sim) = start_sim(
+            SimTarget::File(master),
+            Faults::default(),
+            Some(300),
+            echo_input(),
+        );
         let out = host(opener, Duration::from_secs(30), |s| s.frames.len() >= 300).await;
         sim.join().unwrap();
         out
@@ -202,7 +236,7 @@ fn pty_300_frames_at_30_fps_arrive_without_loss_and_bit_exact() {
     drop(pty.slave);
     assert_eq!(seen.frames.len(), 300, "lost: {:?}", seen.lost);
     assert!(seen.lost.is_empty(), "{:?}", seen.lost);
-    assert_bit_exact(&INFO, &seen);
+    assert_cine_exact(&echo(), &seen);
     assert_eq!(stats.resyncs, 0);
 }
 
@@ -223,7 +257,12 @@ async fn a_noisy_link_loses_frames_visibly_delivers_nothing_corrupt_and_keeps_go
         format: PixelFormat::Gray8,
         fps_milli: 0,
     };
-    let (stop, sim) = start_sim(SimTarget::TcpConnect(addr), faults, None, small);
+    let (stop, sim) = start_sim(
+        SimTarget::TcpConnect(addr),
+        faults,
+        None,
+        SimInput::Pattern(small),
+    );
     let (seen, stats) = host(opener, Duration::from_secs(20), |s| {
         s.frames.len() >= 500 && s.lost.len() >= 20
     })
@@ -254,7 +293,12 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
     // Host restart: the first host stops, a new one listens on the same port.
     let opener = Opener::new(Transport::TcpListen(loopback())).await.unwrap();
     let addr = opener.local_addr().unwrap();
-    let (sim_stop, sim) = start_sim(SimTarget::TcpConnect(addr), Faults::default(), None, INFO);
+    let (sim_stop, sim) = start_sim(
+        SimTarget::TcpConnect(addr),
+        Faults::default(),
+        None,
+        echo_input(),
+    );
     let (first, _) = host(opener, Duration::from_secs(10), |s| s.frames.len() >= 10).await;
     assert!(first.frames.len() >= 10);
     let restarted = Instant::now();
@@ -285,12 +329,22 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
     let host_task = tokio::spawn(host(opener, Duration::from_secs(15), |s| {
         s.sessions.len() >= 2 && s.first_frame_after.len() >= 2
     }));
-    let (stop1, sim1) = start_sim(SimTarget::TcpConnect(addr), Faults::default(), None, INFO);
+    let (stop1, sim1) = start_sim(
+        SimTarget::TcpConnect(addr),
+        Faults::default(),
+        None,
+        echo_input(),
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop1.store(true, Ordering::Relaxed);
     sim1.join().unwrap();
     let restarted = Instant::now();
-    let (stop2, sim2) = start_sim(SimTarget::TcpConnect(addr), Faults::default(), None, INFO);
+    let (stop2, sim2) = start_sim(
+        SimTarget::TcpConnect(addr),
+        Faults::default(),
+        None,
+        echo_input(),
+    );
     let (seen, _) = host_task.await.unwrap();
     stop2.store(true, Ordering::Relaxed);
     sim2.join().unwrap();
@@ -305,5 +359,5 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
         "edge restart took {:?}",
         recovered - restarted
     );
-    assert_bit_exact(&INFO, &seen);
+    assert_cine_exact(&echo(), &seen);
 }

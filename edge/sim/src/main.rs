@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge_sim::link::Faults;
-use dinoedge_edge_sim::source::{FrameList, load_image_folder};
+use dinoedge_edge_sim::source::{FrameList, load_dicom, load_image_folder};
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 
@@ -29,15 +29,18 @@ struct Cli {
     /// Listen at this TCP address for the host.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// A multi-frame DICOM (e.g. an ultrasound cine), sent as Gray8 luminance.
+    #[arg(long, conflicts_with = "images")]
+    dicom: Option<PathBuf>,
     /// A folder of PNG/JPEG frames (sent as Gray8, in name order); default: a test pattern.
     #[arg(long)]
     images: Option<PathBuf>,
     /// Test-pattern size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480")]
     size: String,
-    /// Frames per second; 0 sends as fast as credit allows.
-    #[arg(long, default_value_t = 30.0)]
-    fps: f64,
+    /// Frames per second; 0 sends as fast as credit allows [default: the DICOM's rate, or 30].
+    #[arg(long)]
+    fps: Option<f64>,
     /// Play the images once instead of looping.
     #[arg(long)]
     once: bool,
@@ -85,8 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (None, None, Some(addr)) => SimTarget::TcpListen(addr),
         _ => bail!("say where the host is: --serial PATH, --tcp ADDR or --listen ADDR"),
     };
-    if !(cli.fps >= 0.0 && cli.fps.is_finite()) {
-        bail!("--fps {} must be 0 or more", cli.fps);
+    if let Some(fps) = cli.fps
+        && !(fps >= 0.0 && fps.is_finite())
+    {
+        bail!("--fps {fps} must be 0 or more");
     }
     for (name, p) in [
         ("--bit-error-rate", cli.bit_error_rate),
@@ -96,14 +101,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bail!("{name} {p} is not a probability");
         }
     }
-    let fps_milli = (cli.fps * 1000.0).round() as u32;
-    let input = match &cli.images {
-        Some(dir) => {
+    let fps_milli = |default: u32| cli.fps.map_or(default, |fps| (fps * 1000.0).round() as u32);
+    let input = match (&cli.dicom, &cli.images) {
+        (Some(path), _) => {
+            let cine = load_dicom(path)?;
+            let fps = fps_milli(cine.fps_milli.unwrap_or(30_000));
+            SimInput::Frames(FrameList::new(
+                cine.width,
+                cine.height,
+                cine.frames,
+                fps,
+                !cli.once,
+            ))
+        }
+        (None, Some(dir)) => {
             let (w, h, frames) =
                 load_image_folder(dir).with_context(|| format!("loading {}", dir.display()))?;
-            SimInput::Frames(FrameList::new(w, h, frames, fps_milli, !cli.once))
+            SimInput::Frames(FrameList::new(w, h, frames, fps_milli(30_000), !cli.once))
         }
-        None => {
+        (None, None) => {
             let (w, h) = cli
                 .size
                 .split_once('x')
@@ -113,7 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 width: w,
                 height: h,
                 format: PixelFormat::Gray8,
-                fps_milli,
+                fps_milli: fps_milli(30_000),
             })
         }
     };
