@@ -156,12 +156,24 @@ impl embedded_hal::digital::OutputPin for AlarmLed {
     }
 }
 
-/// Opens the link; a listening target accepts one connection (waiting until `stop`).
+/// When the run must end: the caller's flag, or the configured duration.
+struct Stopper<'a> {
+    flag: &'a AtomicBool,
+    deadline: Option<Instant>,
+}
+
+impl Stopper<'_> {
+    fn stopped(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// Opens the link; a listening target accepts one connection (waiting until stopped).
 fn open(
     target: &SimTarget,
     listener: Option<&TcpListener>,
     faults: &Faults,
-    stop: &AtomicBool,
+    stop: &Stopper<'_>,
 ) -> Result<(StreamLink, Option<TcpStream>), SimError> {
     match target {
         SimTarget::File(file) => {
@@ -203,7 +215,7 @@ fn open(
                         return tcp_link(stream, faults);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if stop.load(Ordering::Relaxed) {
+                        if stop.stopped() {
                             return Err(SimError::Open("stopped".into()));
                         }
                         std::thread::sleep(Duration::from_millis(10));
@@ -232,6 +244,11 @@ fn tcp_link(
 /// Runs the simulator until `stop`, the frame limit or the duration.
 pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimError> {
     let started = Instant::now();
+    let stopper = Stopper {
+        flag: stop,
+        deadline: config.duration.map(|d| started + d),
+    };
+    let stop = &stopper;
     let listener = match &config.target {
         SimTarget::TcpListen(addr) => {
             Some(TcpListener::bind(addr).map_err(|e| SimError::Open(format!("{addr}: {e}")))?)
@@ -268,8 +285,7 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
     let mut bytes_before = 0u64;
     loop {
         let elapsed = started.elapsed();
-        if stop.load(Ordering::Relaxed)
-            || config.duration.is_some_and(|d| elapsed >= d)
+        if stop.stopped()
             || config
                 .max_frames
                 .is_some_and(|n| edge.stats().frames_sent >= n)
@@ -301,18 +317,18 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
             Ok(false) => std::thread::sleep(link::IDLE_SLEEP),
             Err(EdgeError::Link(LinkError::Closed | LinkError::Io(_))) => {
                 // The machine is back in its handshake; give it a new connection.
-                let link = &edge.peripherals().link;
-                report.faults = add(report.faults, link.fault_counts());
-                bytes_before += link.bytes_written;
                 std::thread::sleep(Duration::from_millis(100));
                 let reopened =
                     open_retrying(&config.target, &config.faults, listener.as_ref(), stop);
                 let (link, new_closer) = match reopened {
                     Ok(opened) => opened,
                     // Asked to stop while the host was away: a normal end.
-                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Err(_) if stop.stopped() => break,
                     Err(e) => return Err(e),
                 };
+                let old = &edge.peripherals().link;
+                report.faults = add(report.faults, old.fault_counts());
+                bytes_before += old.bytes_written;
                 closer = new_closer;
                 report.connections += 1;
                 edge.peripherals_mut().link = link;
@@ -340,12 +356,12 @@ fn open_retrying(
     target: &SimTarget,
     faults: &Faults,
     listener: Option<&TcpListener>,
-    stop: &AtomicBool,
+    stop: &Stopper<'_>,
 ) -> Result<(StreamLink, Option<TcpStream>), SimError> {
     loop {
         match open(target, listener, faults, stop) {
             Ok(opened) => return Ok(opened),
-            Err(e) if stop.load(Ordering::Relaxed) => return Err(e),
+            Err(e) if stop.stopped() => return Err(e),
             Err(_) if !matches!(target, SimTarget::TcpListen(_)) => {
                 std::thread::sleep(Duration::from_millis(100));
             }

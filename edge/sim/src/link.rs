@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
 /// Faults to inject on what the edge sends.
@@ -49,7 +49,11 @@ pub struct StreamLink {
     rx: Receiver<std::io::Result<Vec<u8>>>,
     pending: VecDeque<u8>,
     closed: bool,
-    tx: Box<dyn Write + Send>,
+    /// Packets go to a writer thread, so that a peer that stops reading (a full pseudo-terminal)
+    /// makes writes time out instead of blocking the edge forever.
+    tx: SyncSender<Vec<u8>>,
+    /// Set by the writer thread when the stream failed.
+    write_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     faults: Faults,
     rng: u64,
     counts: FaultCounts,
@@ -61,9 +65,24 @@ impl StreamLink {
     /// Wraps a stream given as its two halves (e.g. a socket and its `try_clone`).
     pub fn new(
         mut reader: Box<dyn Read + Send>,
-        writer: Box<dyn Write + Send>,
+        mut writer: Box<dyn Write + Send>,
         faults: Faults,
     ) -> Self {
+        let (wtx, wrx) = mpsc::sync_channel::<Vec<u8>>(64);
+        let write_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = write_failed.clone();
+        std::thread::spawn(move || {
+            for bytes in wrx {
+                if writer
+                    .write_all(&bytes)
+                    .and_then(|()| writer.flush())
+                    .is_err()
+                {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+            }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
@@ -93,7 +112,8 @@ impl StreamLink {
             rx,
             pending: VecDeque::new(),
             closed: false,
-            tx: writer,
+            tx: wtx,
+            write_failed,
             faults,
             rng,
             counts: FaultCounts::default(),
@@ -156,37 +176,49 @@ impl embedded_io::Read for StreamLink {
 
 impl embedded_io::Write for StreamLink {
     fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
-        if self.closed {
+        if self.closed || self.write_failed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(LinkError::Closed);
         }
+        let mut out = Vec::with_capacity(buf.len());
         let noisy = self.faults.bit_error_rate > 0.0 || self.faults.byte_drop_rate > 0.0;
-        if noisy {
-            let mut out = Vec::with_capacity(buf.len());
-            for &byte in buf {
-                if self.faults.byte_drop_rate > 0.0 && self.unit() < self.faults.byte_drop_rate {
-                    self.counts.dropped_bytes += 1;
-                    continue;
-                }
-                let mut b = byte;
-                if self.faults.bit_error_rate > 0.0 {
-                    // One draw per byte: P(some bit flips) ~ 8 * rate for small rates.
-                    if self.unit() < self.faults.bit_error_rate * 8.0 {
-                        b ^= 1 << (self.rng >> 61);
-                        self.counts.flipped_bits += 1;
-                    }
-                }
-                out.push(b);
+        for &byte in buf {
+            if !noisy {
+                out.push(byte);
+                continue;
             }
-            self.tx.write_all(&out)?;
-        } else {
-            self.tx.write_all(buf)?;
+            if self.faults.byte_drop_rate > 0.0 && self.unit() < self.faults.byte_drop_rate {
+                self.counts.dropped_bytes += 1;
+                continue;
+            }
+            let mut b = byte;
+            // One draw per byte: P(some bit flips) ~ 8 * rate for small rates.
+            if self.faults.bit_error_rate > 0.0 && self.unit() < self.faults.bit_error_rate * 8.0 {
+                b ^= 1 << (self.rng >> 61);
+                self.counts.flipped_bits += 1;
+            }
+            out.push(b);
+        }
+        let started = Instant::now();
+        loop {
+            match self.tx.try_send(out) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if started.elapsed() < WRITE_TIMEOUT => {
+                    out = back;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(TrySendError::Full(_)) => {
+                    return Err(LinkError::Io(std::io::ErrorKind::TimedOut.into()));
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(LinkError::Closed),
+            }
         }
         self.bytes_written += buf.len() as u64;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> Result<(), LinkError> {
-        Ok(self.tx.flush()?)
+        // The writer thread flushes after every packet.
+        Ok(())
     }
 }
 
@@ -199,6 +231,9 @@ impl dinoedge_edge::port::Clock for StdClock {
         self.0.elapsed().as_micros() as u64
     }
 }
+
+/// A write that cannot be queued for this long fails: the host stopped reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the simulator sleeps when a step found nothing to do.
 pub const IDLE_SLEEP: Duration = Duration::from_micros(200);

@@ -38,6 +38,9 @@ struct Cli {
     /// Test-pattern size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480")]
     size: String,
+    /// Test-pattern pixel format: gray8, rgb565, rgb888 or yuyv422.
+    #[arg(long, default_value = "gray8", value_parser = parse_format)]
+    format: PixelFormat,
     /// Frames per second; 0 sends as fast as credit allows [default: the DICOM's rate, or 30].
     #[arg(long)]
     fps: Option<f64>,
@@ -71,6 +74,16 @@ struct Cli {
     /// Device id sent in Hello.
     #[arg(long, default_value = "sim-0001")]
     device_id: String,
+}
+
+fn parse_format(s: &str) -> Result<PixelFormat, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "gray8" => Ok(PixelFormat::Gray8),
+        "rgb565" => Ok(PixelFormat::Rgb565),
+        "rgb888" => Ok(PixelFormat::Rgb888),
+        "yuyv422" => Ok(PixelFormat::Yuyv422),
+        _ => Err(format!("{s:?} is not gray8, rgb565, rgb888 or yuyv422")),
+    }
 }
 
 fn seconds(s: f64, what: &str) -> anyhow::Result<Duration> {
@@ -125,10 +138,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .split_once('x')
                 .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
                 .with_context(|| format!("--size {} is not WIDTHxHEIGHT", cli.size))?;
+            if cli.format.frame_len(w, h).is_none() {
+                bail!(
+                    "--size {} is not a valid {:?} frame size",
+                    cli.size,
+                    cli.format
+                );
+            }
             SimInput::Pattern(SourceInfo {
                 width: w,
                 height: h,
-                format: PixelFormat::Gray8,
+                format: cli.format,
                 fps_milli: fps_milli(30_000),
             })
         }
