@@ -63,3 +63,21 @@ fn bad_arguments_are_named() {
     assert_eq!(code, 2);
     assert!(err.contains("opening /nonexistent/capture"), "{err}");
 }
+
+#[test]
+fn link_needs_to_know_where_the_edge_is() {
+    let (code, _, err) = dinoedge(&["link"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--serial PATH, --tcp ADDR or --listen ADDR"),
+        "{err}"
+    );
+    let (code, _, err) = dinoedge(&["link", "--serial", "/nonexistent/tty", "--seconds", "0.5"]);
+    // A device that cannot be opened is named and retried (it may be plugged in later); the
+    // run ends at its deadline with nothing received.
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cannot open the link") && err.contains("/nonexistent/tty"),
+        "{err}"
+    );
+}

@@ -175,6 +175,7 @@ pub async fn run_link(
         started: Instant::now(),
         next_session_id: session_id_seed(),
     };
+    let mut last_open_warning = None;
     while !*stop.borrow() {
         let opened = tokio::select! {
             opened = opener.open() => opened,
@@ -190,7 +191,13 @@ pub async fn run_link(
                 shared.emit(LinkEvent::Disconnected { reason });
                 stats.send_replace(shared.stats.clone());
             }
-            Err(e) => tracing::debug!(error = %e, "cannot open the link yet"),
+            Err(e) => {
+                // Said at once and then every 5 s: the device may be plugged in later.
+                if last_open_warning.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "cannot open the link; retrying");
+                    last_open_warning = Some(Instant::now());
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(config.reconnect_delay) => {}
