@@ -434,3 +434,112 @@ fn host_restart_and_silence_lead_back_to_the_handshake() {
     let sent = host.hellos - hellos;
     assert!((5..=8).contains(&sent), "{sent} hellos in 10 s");
 }
+
+/// A button the test presses: shared, so the test holds one handle and the edge the other.
+#[derive(Clone, Default)]
+struct TestButton(Rc<Cell<bool>>);
+
+impl embedded_hal::digital::ErrorType for TestButton {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_hal::digital::InputPin for TestButton {
+    fn is_high(&mut self) -> Result<bool, Self::Error> {
+        Ok(self.0.get())
+    }
+
+    fn is_low(&mut self) -> Result<bool, Self::Error> {
+        Ok(!self.0.get())
+    }
+}
+
+#[test]
+fn button_and_pedal_events_reach_the_host_in_a_session() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let (freeze, foot) = (TestButton::default(), TestButton::default());
+    let io = Peripherals {
+        link: end,
+        source: TestPattern::new(INFO),
+        clock: &clock,
+        alarm: NullPin,
+        freeze: freeze.clone(),
+        foot_switch: foot.clone(),
+    };
+    let mut edge = Edge::new(io, EdgeConfig::default(), &mut buffers);
+    let mut step =
+        |edge: &mut Edge<'_, End, TestPattern, &TestClock, NullPin, TestButton, TestButton>,
+         host: &mut Host| {
+            clock.0.set(clock.0.get() + 1000);
+            let _ = edge.step();
+            host.pump();
+        };
+    // Presses before the session are not reported (there is no one to tell).
+    freeze.0.set(true);
+    step(&mut edge, &mut host);
+    freeze.0.set(false);
+    step(&mut edge, &mut host);
+    host.welcome(9, 0);
+    step(&mut edge, &mut host);
+    freeze.0.set(true);
+    step(&mut edge, &mut host);
+    foot.0.set(true);
+    step(&mut edge, &mut host);
+    freeze.0.set(false);
+    foot.0.set(false);
+    step(&mut edge, &mut host);
+    assert_eq!(
+        host.events,
+        [
+            EventKind::FreezePressed,
+            EventKind::FootSwitchPressed,
+            EventKind::FreezeReleased,
+            EventKind::FootSwitchReleased
+        ]
+    );
+}
+
+#[test]
+fn truncated_and_garbled_packets_from_the_host_are_survived() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let mut edge = Edge::new(
+        peripherals(end, &clock, NullPin),
+        EdgeConfig::default(),
+        &mut buffers,
+    );
+    run(&mut edge, &clock, &mut host, 2, 1000);
+    host.welcome(10, 1000);
+    run(&mut edge, &clock, &mut host, 20, 1000);
+    let mut buf = vec![0u8; 64];
+    let credit = wire::encode(&Message::Credit(Credit { until_seq: 5000 }), &mut buf)
+        .unwrap()
+        .to_vec();
+    // Half a packet, cut off by the next one; a packet with a flipped bit; a run of noise
+    // longer than the edge's receive buffer.
+    host.to_edge
+        .borrow_mut()
+        .extend(&credit[..credit.len() / 2]);
+    host.to_edge.borrow_mut().extend(&credit);
+    let mut flipped = credit.clone();
+    flipped[2] ^= 0x04;
+    host.to_edge.borrow_mut().extend(&flipped);
+    host.to_edge
+        .borrow_mut()
+        .extend(std::iter::repeat_n(0x5a, 5000));
+    host.to_edge.borrow_mut().push_back(0);
+    host.to_edge.borrow_mut().extend(&credit);
+    let before = edge.stats().packets_rejected;
+    run(&mut edge, &clock, &mut host, 200, 1000);
+    assert_eq!(edge.phase(), Phase::Session { session_id: 10 });
+    assert!(
+        edge.stats().packets_rejected >= before + 3,
+        "{:?}",
+        edge.stats()
+    );
+    let frames = host.frames.len();
+    run(&mut edge, &clock, &mut host, 100, 1000);
+    assert!(host.frames.len() > frames, "streaming goes on");
+}
