@@ -468,7 +468,7 @@ fn button_and_pedal_events_reach_the_host_in_a_session() {
         foot_switch: foot.clone(),
     };
     let mut edge = Edge::new(io, EdgeConfig::default(), &mut buffers);
-    let mut step =
+    let step =
         |edge: &mut Edge<'_, End, TestPattern, &TestClock, NullPin, TestButton, TestButton>,
          host: &mut Host| {
             clock.0.set(clock.0.get() + 1000);
