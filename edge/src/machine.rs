@@ -25,7 +25,7 @@ use crate::port::{Clock, FrameSource};
 
 /// When the alarm output goes up, besides a result's alarm flags.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(all(feature = "defmt", target_os = "none"), derive(defmt::Format))]
 pub struct AlarmRule {
     /// The class whose score counts; `None` for any class in the top-k.
     pub class: Option<u16>,
@@ -74,7 +74,7 @@ impl Default for EdgeConfig {
 
 /// Counts since boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(all(feature = "defmt", target_os = "none"), derive(defmt::Format))]
 pub struct EdgeStats {
     /// Frames streamed completely.
     pub frames_sent: u32,
@@ -100,7 +100,7 @@ pub struct EdgeStats {
 
 /// Where the edge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(all(feature = "defmt", target_os = "none"), derive(defmt::Format))]
 pub enum Phase {
     /// Sending `Hello` until a `Welcome` comes.
     Handshake,

@@ -18,7 +18,7 @@ impl<T: Clock + ?Sized> Clock for &T {
 
 /// What a source captures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(all(feature = "defmt", target_os = "none"), derive(defmt::Format))]
 pub struct SourceInfo {
     /// Frame width in pixels.
     pub width: u16,
