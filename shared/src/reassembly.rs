@@ -156,6 +156,28 @@ pub struct Loss {
     pub reason: LossReason,
 }
 
+impl LossReason {
+    /// The reason's name, without its details (for counters keyed by reason).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossReason::MissingStart => "MissingStart",
+            LossReason::Unseen { .. } => "Unseen",
+            LossReason::MissingChunk { .. } => "MissingChunk",
+            LossReason::DuplicateChunk { .. } => "DuplicateChunk",
+            LossReason::OutOfOrderChunk { .. } => "OutOfOrderChunk",
+            LossReason::Overrun { .. } => "Overrun",
+            LossReason::OversizedChunk { .. } => "OversizedChunk",
+            LossReason::CrcMismatch { .. } => "CrcMismatch",
+            LossReason::Timeout { .. } => "Timeout",
+            LossReason::Incomplete { .. } => "Incomplete",
+            LossReason::MissingEnd => "MissingEnd",
+            LossReason::TooLarge { .. } => "TooLarge",
+            LossReason::BadHeader { .. } => "BadHeader",
+            LossReason::DuplicateStart => "DuplicateStart",
+        }
+    }
+}
+
 impl Loss {
     /// How many frames this loss stands for (more than one only for [`LossReason::Unseen`]).
     pub fn frames(&self) -> u32 {

@@ -161,11 +161,6 @@ async fn serve(
 }
 
 fn summary(stats: &LinkStats) -> String {
-    let lost: Vec<String> = stats
-        .frames_lost
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
     format!(
         "frames received {} ({} bytes), lost {}{}, dropped at the edge {}\n\
          bytes {}, packets {}, resyncs {} (crc {}), out-of-session packets {}\n\
@@ -173,11 +168,7 @@ fn summary(stats: &LinkStats) -> String {
         stats.frames_received,
         stats.frame_bytes,
         stats.lost_total(),
-        if lost.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", lost.join(", "))
-        },
+        super::losses_by_reason(&stats.frames_lost),
         stats.dropped_at_edge,
         stats.bytes,
         stats.packets,

@@ -200,21 +200,12 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
     println!("by kind: {}", kinds.join(", "));
-    let lost: Vec<String> = summary
-        .frames_lost
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
     println!(
         "frames delivered {} ({} bytes), lost {}{}",
         summary.frames_delivered,
         summary.frame_bytes,
         summary.lost_total(),
-        if lost.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", lost.join(", "))
-        }
+        super::losses_by_reason(&summary.frames_lost)
     );
     if summary.truncated_tail > 0 {
         println!(

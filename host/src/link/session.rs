@@ -509,13 +509,11 @@ fn deliver(outcome: Reassembled, conn: &Conn, shared: &mut Shared<'_>) {
             }));
         }
         Reassembled::Lost(loss) => {
-            let name = format!("{:?}", loss.reason);
-            let name = name
-                .split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or_default();
-            *shared.stats.frames_lost.entry(name.to_owned()).or_default() +=
-                u64::from(loss.frames());
+            *shared
+                .stats
+                .frames_lost
+                .entry(loss.reason.name().to_owned())
+                .or_default() += u64::from(loss.frames());
             tracing::debug!(seq = loss.seq, reason = ?loss.reason, "frame lost");
             shared.emit(LinkEvent::Lost(loss));
         }

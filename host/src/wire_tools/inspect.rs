@@ -54,16 +54,6 @@ impl Inspection {
     }
 }
 
-/// The name of a loss reason, without its details.
-fn reason_name(loss: &Loss) -> String {
-    let debug = format!("{:?}", loss.reason);
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn kind_name(kind: MessageKind) -> String {
     format!("{kind:?}")
 }
@@ -81,7 +71,10 @@ fn record(
             on_event(&InspectEvent::Frame(&frame));
         }
         Reassembled::Lost(loss) => {
-            *summary.frames_lost.entry(reason_name(&loss)).or_default() += u64::from(loss.frames());
+            *summary
+                .frames_lost
+                .entry(loss.reason.name().to_owned())
+                .or_default() += u64::from(loss.frames());
             on_event(&InspectEvent::Lost(loss));
         }
     }
