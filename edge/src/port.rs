@@ -37,6 +37,31 @@ impl SourceInfo {
     }
 }
 
+/// Paces a source's captures at its nominal frame rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(all(feature = "defmt", target_os = "none"), derive(defmt::Format))]
+pub struct FramePacer {
+    next_capture_us: u64,
+}
+
+impl FramePacer {
+    /// Whether a capture is due at `now_us` at `fps_milli` thousandths of a frame per second
+    /// (0: always); if so, schedules the next one. A source that was not polled for a while
+    /// does not make up the frames it missed.
+    pub fn due(&mut self, now_us: u64, fps_milli: u32) -> bool {
+        if now_us < self.next_capture_us {
+            return false;
+        }
+        let interval = if fps_milli == 0 {
+            0
+        } else {
+            1_000_000_000 / u64::from(fps_milli)
+        };
+        self.next_capture_us = self.next_capture_us.max(now_us.saturating_sub(interval)) + interval;
+        true
+    }
+}
+
 /// A newly captured frame, ready to be read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewFrame {

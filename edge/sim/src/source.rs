@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dinoedge_edge::port::{FrameSource, NewFrame, SourceInfo};
+use dinoedge_edge::port::{FramePacer, FrameSource, NewFrame, SourceInfo};
 use dinoedge_proto::PixelFormat;
 
 /// Why frames could not be loaded.
@@ -234,7 +234,7 @@ pub struct FrameList {
     next: usize,
     /// The current frame and the bytes of it read so far.
     current: Option<(usize, usize)>,
-    next_capture_us: u64,
+    pacer: FramePacer,
     /// Frames captured (read or skipped).
     pub captured: u64,
 }
@@ -260,7 +260,7 @@ impl FrameList {
             looped,
             next: 0,
             current: None,
-            next_capture_us: 0,
+            pacer: FramePacer::default(),
             captured: 0,
         }
     }
@@ -279,21 +279,15 @@ impl FrameSource for FrameList {
     }
 
     fn poll_frame(&mut self, now_us: u64) -> Result<Option<NewFrame>, Self::Error> {
-        if self.current.is_some() || now_us < self.next_capture_us || self.frames.is_empty() {
+        if self.current.is_some() || self.frames.is_empty() || self.exhausted() {
+            return Ok(None);
+        }
+        if !self.pacer.due(now_us, self.info.fps_milli) {
             return Ok(None);
         }
         if self.next >= self.frames.len() {
-            if !self.looped {
-                return Ok(None);
-            }
             self.next = 0;
         }
-        let interval = if self.info.fps_milli == 0 {
-            0
-        } else {
-            1_000_000_000 / u64::from(self.info.fps_milli)
-        };
-        self.next_capture_us = self.next_capture_us.max(now_us.saturating_sub(interval)) + interval;
         self.current = Some((self.next, 0));
         self.next += 1;
         self.captured += 1;

@@ -2,7 +2,7 @@
 
 use core::convert::Infallible;
 
-use crate::port::{FrameSource, NewFrame, SourceInfo};
+use crate::port::{FramePacer, FrameSource, NewFrame, SourceInfo};
 
 /// A diagonal gradient that shifts by one step per frame, at the source's nominal frame rate.
 /// Byte `i` of frame `n` is `pattern_byte(n, i)`, so a receiver can check every byte.
@@ -13,7 +13,7 @@ pub struct TestPattern {
     frame: u32,
     /// Bytes of the current frame read so far; `None` when no frame is current.
     offset: Option<u32>,
-    next_capture_us: u64,
+    pacer: FramePacer,
 }
 
 impl TestPattern {
@@ -23,7 +23,7 @@ impl TestPattern {
             info,
             frame: 0,
             offset: None,
-            next_capture_us: 0,
+            pacer: FramePacer::default(),
         }
     }
 
@@ -49,16 +49,9 @@ impl FrameSource for TestPattern {
     }
 
     fn poll_frame(&mut self, now_us: u64) -> Result<Option<NewFrame>, Infallible> {
-        if self.offset.is_some() || now_us < self.next_capture_us {
+        if self.offset.is_some() || !self.pacer.due(now_us, self.info.fps_milli) {
             return Ok(None);
         }
-        let interval = if self.info.fps_milli == 0 {
-            0
-        } else {
-            1_000_000_000 / u64::from(self.info.fps_milli)
-        };
-        // A source that was not read for a while does not make up missed frames.
-        self.next_capture_us = self.next_capture_us.max(now_us.saturating_sub(interval)) + interval;
         self.offset = Some(0);
         Ok(Some(NewFrame {
             capture_us: Some(now_us),
