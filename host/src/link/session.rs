@@ -271,11 +271,7 @@ async fn serve(
             _ = stop.changed() => break "stopped".to_owned(),
         }
     };
-    let mut outcomes = Vec::new();
-    conn.reassembler.flush(&mut |o| outcomes.push(o));
-    for o in outcomes {
-        deliver(o, &conn, shared);
-    }
+    settle(&mut conn, shared, |r, out| r.flush(&mut |o| out.push(o)));
     shared.stats.add_decoder(reader.stats());
     reason
 }
@@ -312,13 +308,10 @@ async fn handle(
             if let Message::FrameStart(start) = msg {
                 note_dropped(session, start.dropped_at_source, &mut shared.stats);
             }
-            let mut outcomes = Vec::new();
-            conn.reassembler
-                .on_message(msg, now_us, &mut |o| outcomes.push(o));
-            if !outcomes.is_empty() {
-                for o in outcomes {
-                    deliver(o, conn, shared);
-                }
+            if settle(conn, shared, |r, out| {
+                r.on_message(msg, now_us, &mut |o| out.push(o))
+            }) > 0
+            {
                 writer.send(&shared.credit(&conn.reassembler)).await?;
                 conn.last_credit = Instant::now();
             }
@@ -406,11 +399,7 @@ async fn welcome(
             .map(|_| ());
     }
     // A Hello in a session means the edge restarted: the old session's partial frame is lost.
-    let mut outcomes = Vec::new();
-    conn.reassembler.reset(&mut |o| outcomes.push(o));
-    for o in outcomes {
-        deliver(o, conn, shared);
-    }
+    settle(conn, shared, |r, out| r.reset(&mut |o| out.push(o)));
     conn.reassembler.set_config(ReassemblerConfig {
         max_chunk_len: wire::chunk_capacity(to_host) as u32,
         ..shared.config.reassembly
@@ -452,12 +441,7 @@ async fn timers(
 ) -> Result<(), dinoedge_proto::io::WriteError> {
     let config = shared.config;
     let now_us = shared.now_us();
-    let mut outcomes = Vec::new();
-    conn.reassembler.poll(now_us, &mut |o| outcomes.push(o));
-    let had_outcomes = !outcomes.is_empty();
-    for o in outcomes {
-        deliver(o, conn, shared);
-    }
+    let had_outcomes = settle(conn, shared, |r, out| r.poll(now_us, &mut |o| out.push(o))) > 0;
     let Some(session) = &conn.session else {
         return Ok(());
     };
@@ -488,6 +472,23 @@ async fn timers(
         conn.last_ping = Instant::now();
     }
     Ok(())
+}
+
+/// Runs `f` on the connection's reassembler and hands every frame it settles (delivered or
+/// lost) to the consumer; returns how many. The outcomes are gathered first because handing
+/// them on needs the connection too.
+fn settle(
+    conn: &mut Conn,
+    shared: &mut Shared<'_>,
+    f: impl FnOnce(&mut Reassembler, &mut Vec<Reassembled>),
+) -> usize {
+    let mut outcomes = Vec::new();
+    f(&mut conn.reassembler, &mut outcomes);
+    let settled = outcomes.len();
+    for o in outcomes {
+        deliver(o, conn, shared);
+    }
+    settled
 }
 
 /// Counts a reassembly outcome and hands it on.
