@@ -66,14 +66,10 @@ pub const fn max_wire_len(packet_len: usize) -> usize {
 /// Bytes a buffer handed to [`encode`] needs so that any packet of up to `packet_len` bytes
 /// fits.
 pub const fn encode_buffer_len(packet_len: usize) -> usize {
-    // The packet is serialised behind a headroom that grows with the buffer; solve for a
-    // buffer whose headroom covers itself, with a block of slack.
-    let n = packet_len + packet_len / 253 + 4;
-    if n < max_wire_len(packet_len) {
-        max_wire_len(packet_len)
-    } else {
-        n
-    }
+    // The packet is serialised behind a headroom that grows with the buffer (len / 254 + 2);
+    // this length leaves room for that headroom, the packet and the delimiter, and is never
+    // less than `max_wire_len(packet_len)`.
+    packet_len + packet_len / 253 + 4
 }
 
 /// Most pixel bytes one FrameChunk may carry in a packet of at most `max_packet` bytes.
