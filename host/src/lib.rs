@@ -3,15 +3,16 @@
 //! # Overview
 //! The wire protocol itself lives in [`dinoedge_proto`] (re-exported as [`proto`]). This crate
 //! grows around it: the link, preprocessing, the DINOv3 backbone, heads, results, record and
-//! replay. For now it holds [`link`], the host's end of the link (serial or TCP, handshake,
-//! credits, reassembly, clock offset, reconnection), and [`wire_tools`]: making synthetic link
-//! captures as an edge would send them, and inspecting captures packet by packet, with every
-//! loss explained.
+//! replay. It holds [`link`], the host's end of the link (serial or TCP, handshake,
+//! credits, reassembly, clock offset, reconnection); [`backbone`], DINOv3 ViT weights, graph and
+//! tract runtime; and [`wire_tools`]: making synthetic link captures as an edge would send them,
+//! and inspecting captures packet by packet, with every loss explained.
 //!
 //! The binary `dinoedge` (`src/main.rs`, `src/cmd/`) is a thin command-line layer over this
 //! library.
 
 pub use dinoedge_proto as proto;
 
+pub mod backbone;
 pub mod link;
 pub mod wire_tools;

@@ -1,6 +1,9 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
+mod bench_model;
+mod features;
 mod link;
+mod model;
 mod wire;
 
 use std::process::ExitCode;
@@ -23,6 +26,14 @@ enum Command {
     /// Connect to an edge over serial or TCP and show what arrives: counters live, a summary at
     /// the end.
     Link(link::LinkArgs),
+    /// DINOv3 model folders: random-weight initialisation and ONNX export.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Run the backbone with tract on normalised pixels from a .npy file; write
+    /// last_hidden_state as .npy.
+    Features(features::FeaturesArgs),
+    /// Time the backbone alone with tract: median, p90, min and max ms per frame, frames/s.
+    BenchModel(bench_model::BenchModelArgs),
     /// Print the protocol and software versions.
     Version,
 }
@@ -41,6 +52,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Wire(cmd) => wire::run(cmd),
         Command::Link(args) => link::run(args),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Features(args) => features::run(args),
+        Command::BenchModel(args) => bench_model::run(args),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

@@ -1,0 +1,453 @@
+//! The DINOv3 ViT inference graph for one input size, written as ONNX: RoPE tables as constants,
+//! no `If` or `Loop`, no run-time shape arithmetic; the batch may stay symbolic.
+//!
+//! Algebra folded into the weights at build time (each exact up to f32 rounding):
+//! LayerScale into the projection before it, the attention scale 1/sqrt(Dh) into the query
+//! projection (RoPE is linear), and the affine part of each block's LayerNorms into the projection
+//! after it. The final norm keeps its affine, since nothing follows it.
+
+use super::onnx::{Attr, Dim, GraphWriter};
+use super::rope::rope_tables;
+use super::{BackboneError, Dinov3Config, InputSize, Weights};
+use tract_onnx::pb;
+
+/// How attention products are written; both are exact, they differ in how the runtime optimises them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttentionOp {
+    /// `MatMul` on `[N, heads, T, Dh]`.
+    #[default]
+    Matmul,
+    /// `Einsum` "nhtd,nhsd->nhts" and "nhts,nhsd->nhtd".
+    Einsum,
+}
+
+/// Choices of op form, kept so that they can be measured against each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphOptions {
+    /// Batch size; `None` leaves it symbolic (`N`).
+    pub batch: Option<usize>,
+    /// One `[D, 3D]` projection for q, k and v instead of three.
+    pub fused_qkv: bool,
+    /// The attention op form.
+    pub attention: AttentionOp,
+    /// 0-based blocks whose output, normed by the final LayerNorm, is also a graph output
+    /// (`block_<i>`), as `get_intermediate_layers(norm=True)` gives them.
+    pub intermediate_blocks: Vec<usize>,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions {
+            batch: None,
+            fused_qkv: true,
+            attention: AttentionOp::Matmul,
+            intermediate_blocks: Vec::new(),
+        }
+    }
+}
+
+/// Name of the graph input.
+pub const INPUT_NAME: &str = "pixel_values";
+/// Name of the main graph output.
+pub const OUTPUT_NAME: &str = "last_hidden_state";
+
+/// The name of the output for an intermediate block.
+pub fn intermediate_output_name(block: usize) -> String {
+    format!("block_{block}")
+}
+
+/// `[out, in]` row-major (PyTorch Linear) to `[in, out]` (ONNX MatMul's right operand), each
+/// row `i` of the result scaled by `row_scale[i]` and each column `o` by `col_scale[o]`.
+fn linear_for_matmul(
+    w: &[f32],
+    out: usize,
+    inp: usize,
+    row_scale: &[f32],
+    col_scale: &[f32],
+) -> Vec<f32> {
+    let mut t = vec![0.0f32; out * inp];
+    for o in 0..out {
+        for i in 0..inp {
+            let v = f64::from(w[o * inp + i]) * f64::from(row_scale[i]) * f64::from(col_scale[o]);
+            t[i * out + o] = v as f32;
+        }
+    }
+    t
+}
+
+/// The bias after folding: `(ln_bias · W^T + b) * col_scale`, in f64.
+fn folded_bias(
+    w: &[f32],
+    b: Option<&[f32]>,
+    out: usize,
+    inp: usize,
+    ln_bias: Option<&[f32]>,
+    col_scale: &[f32],
+) -> Vec<f32> {
+    (0..out)
+        .map(|o| {
+            let mut acc = b.map_or(0.0, |b| f64::from(b[o]));
+            if let Some(lb) = ln_bias {
+                for i in 0..inp {
+                    acc += f64::from(lb[i]) * f64::from(w[o * inp + i]);
+                }
+            }
+            (acc * f64::from(col_scale[o])) as f32
+        })
+        .collect()
+}
+
+/// One linear layer as it goes into the graph.
+struct Folded {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inp: usize,
+    out: usize,
+}
+
+struct Builder<'a> {
+    c: &'a Dinov3Config,
+    w: &'a Weights,
+    g: GraphWriter,
+}
+
+impl Builder<'_> {
+    fn tensor(&self, name: &str) -> Result<&[f32], BackboneError> {
+        Ok(&self.w.get(name)?.data)
+    }
+
+    fn opt_tensor(&self, name: &str, present: bool) -> Result<Option<&[f32]>, BackboneError> {
+        if present {
+            self.tensor(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Linear `name` (`[out, in]` + optional bias) with the preceding LayerNorm's affine
+    /// (`ln`) folded in and its outputs scaled by `col_scale`.
+    fn fold(
+        &self,
+        name: &str,
+        has_bias: bool,
+        ln: Option<&str>,
+        col_scale: Option<&[f32]>,
+    ) -> Result<Folded, BackboneError> {
+        let wt = self.w.get(&format!("{name}.weight"))?;
+        let (out, inp) = (wt.shape[0], wt.shape[1]);
+        let ones_in = vec![1.0f32; inp];
+        let ones_out = vec![1.0f32; out];
+        let (ln_w, ln_b) = match ln {
+            Some(ln) => (
+                self.tensor(&format!("{ln}.weight"))?,
+                Some(self.tensor(&format!("{ln}.bias"))?),
+            ),
+            None => (ones_in.as_slice(), None),
+        };
+        let col = col_scale.unwrap_or(&ones_out);
+        let bias = self.opt_tensor(&format!("{name}.bias"), has_bias)?;
+        Ok(Folded {
+            weight: linear_for_matmul(&wt.data, out, inp, ln_w, col),
+            bias: folded_bias(&wt.data, bias, out, inp, ln_b, col),
+            inp,
+            out,
+        })
+    }
+
+    /// `x @ W + b` for several folded linears sharing an input, fused into one MatMul when asked.
+    fn linear(&mut self, x: &str, parts: &[Folded], fuse: bool) -> Vec<String> {
+        let inp = parts.first().map_or(0, |p| p.inp);
+        if fuse && parts.len() > 1 {
+            let total: usize = parts.iter().map(|p| p.out).sum();
+            let mut weight = vec![0.0f32; inp * total];
+            let mut bias = Vec::with_capacity(total);
+            let mut col0 = 0;
+            for p in parts {
+                for i in 0..inp {
+                    weight[i * total + col0..i * total + col0 + p.out]
+                        .copy_from_slice(&p.weight[i * p.out..(i + 1) * p.out]);
+                }
+                bias.extend_from_slice(&p.bias);
+                col0 += p.out;
+            }
+            let wn = self.g.constant("w", &[inp, total], &weight);
+            let bn = self.g.constant("b", &[total], &bias);
+            let mm = self.g.node("MatMul", &[x, &wn], &[]);
+            let y = self.g.node("Add", &[&mm, &bn], &[]);
+            let split: Vec<i64> = parts.iter().map(|p| p.out as i64).collect();
+            let split_name = self.g.constant_i64("split", &[split.len()], &split);
+            self.g.node_n(
+                "Split",
+                &[&y, &split_name],
+                &[("axis", Attr::Int(-1))],
+                parts.len(),
+            )
+        } else {
+            parts
+                .iter()
+                .map(|p| {
+                    let wn = self.g.constant("w", &[inp, p.out], &p.weight);
+                    let bn = self.g.constant("b", &[p.out], &p.bias);
+                    let mm = self.g.node("MatMul", &[x, &wn], &[]);
+                    self.g.node("Add", &[&mm, &bn], &[])
+                })
+                .collect()
+        }
+    }
+
+    /// LayerNormalization over the last axis; without `affine`, the unit scale and no bias
+    /// (the affine was folded into the next projection).
+    fn layer_norm(
+        &mut self,
+        x: &str,
+        affine: Option<(&str, &str)>,
+    ) -> Result<String, BackboneError> {
+        let d = self.c.hidden_size;
+        let (scale, bias) = match affine {
+            Some((wn, bn)) => {
+                let (w, b) = (self.tensor(wn)?.to_vec(), self.tensor(bn)?.to_vec());
+                (
+                    self.g.constant("ln_w", &[d], &w),
+                    Some(self.g.constant("ln_b", &[d], &b)),
+                )
+            }
+            None => (self.g.constant("ln_w", &[d], &vec![1.0; d]), None),
+        };
+        let mut inputs = vec![x, scale.as_str()];
+        if let Some(b) = &bias {
+            inputs.push(b);
+        }
+        Ok(self.g.node(
+            "LayerNormalization",
+            &inputs,
+            &[
+                ("axis", Attr::Int(-1)),
+                ("epsilon", Attr::Float(self.c.layer_norm_eps as f32)),
+            ],
+        ))
+    }
+}
+
+/// Builds the ONNX model of `weights` (checked against `config`) for inputs of `size`.
+pub fn build_graph(
+    config: &Dinov3Config,
+    weights: &Weights,
+    size: InputSize,
+    options: &GraphOptions,
+) -> Result<pb::ModelProto, BackboneError> {
+    size.check(config.patch_size)?;
+    if let Some(&bad) = options
+        .intermediate_blocks
+        .iter()
+        .find(|&&b| b >= config.num_hidden_layers)
+    {
+        return Err(BackboneError::Config {
+            path: "config.json".into(),
+            reason: format!(
+                "intermediate block {bad} requested, but the model has blocks 0..{}",
+                config.num_hidden_layers - 1
+            ),
+        });
+    }
+    let c = config;
+    let (d, heads, dh, p) = (
+        c.hidden_size,
+        c.num_attention_heads,
+        c.head_dim(),
+        c.patch_size,
+    );
+    let (hp, wp) = (size.height / p, size.width / p);
+    let prefix = c.prefix_tokens();
+    let tokens = prefix + hp * wp;
+    let mut b = Builder {
+        c,
+        w: weights,
+        g: GraphWriter::default(),
+    };
+    let batch_dim = match options.batch {
+        Some(n) => Dim::Fixed(n),
+        None => Dim::Symbol("N".into()),
+    };
+    b.g.input(
+        INPUT_NAME,
+        &[
+            batch_dim.clone(),
+            Dim::Fixed(3),
+            Dim::Fixed(size.height),
+            Dim::Fixed(size.width),
+        ],
+    );
+
+    // Patch embedding: a stride-p convolution, then [N, D, Hp, Wp] -> [N, P, D].
+    let pe_w = b.tensor("embeddings.patch_embeddings.weight")?.to_vec();
+    let pe_b = b.tensor("embeddings.patch_embeddings.bias")?.to_vec();
+    let pe_w = b.g.constant("patch_w", &[d, 3, p, p], &pe_w);
+    let pe_b = b.g.constant("patch_b", &[d], &pe_b);
+    let k = p as i64;
+    let conv = b.g.node(
+        "Conv",
+        &[INPUT_NAME, &pe_w, &pe_b],
+        &[
+            ("kernel_shape", Attr::Ints(&[k, k])),
+            ("strides", Attr::Ints(&[k, k])),
+        ],
+    );
+    let flat_shape =
+        b.g.constant_i64("shape", &[3], &[0, d as i64, (hp * wp) as i64]);
+    let flat = b.g.node("Reshape", &[&conv, &flat_shape], &[]);
+    let patches =
+        b.g.node("Transpose", &[&flat], &[("perm", Attr::Ints(&[0, 2, 1]))]);
+
+    // Prefix tokens broadcast over the batch without reading the batch size: a [N, 1, 1] zero
+    // taken from the patches plus the [1, prefix, D] constants. (A NaN pixel would poison every
+    // token through attention anyway, so the zero adds no new failure.)
+    let mut prefix_values = b.tensor("embeddings.cls_token")?.to_vec();
+    if c.num_register_tokens > 0 {
+        prefix_values.extend_from_slice(b.tensor("embeddings.register_tokens")?);
+    }
+    let prefix_const =
+        b.g.constant("prefix_tokens", &[1, prefix, d], &prefix_values);
+    let starts = b.g.constant_i64("starts", &[2], &[0, 0]);
+    let ends = b.g.constant_i64("ends", &[2], &[1, 1]);
+    let axes = b.g.constant_i64("axes", &[2], &[1, 2]);
+    let corner = b.g.node("Slice", &[&patches, &starts, &ends, &axes], &[]);
+    let zero = b.g.constant("zero", &[], &[0.0]);
+    let batch_zero = b.g.node("Mul", &[&corner, &zero], &[]);
+    let prefix_tokens = b.g.node("Add", &[&batch_zero, &prefix_const], &[]);
+    let mut x = b.g.node(
+        "Concat",
+        &[&prefix_tokens, &patches],
+        &[("axis", Attr::Int(1))],
+    );
+
+    let rope = rope_tables(hp, wp, dh, c.rope_theta as f32, prefix);
+    let cos = b.g.constant("rope_cos", &[tokens, dh], &rope.cos);
+    let sin = b.g.constant("rope_sin", &[tokens, dh], &rope.sin_signed);
+    let half = (dh / 2) as i64;
+    let lo = (
+        b.g.constant_i64("lo_s", &[1], &[0]),
+        b.g.constant_i64("lo_e", &[1], &[half]),
+    );
+    let hi = (
+        b.g.constant_i64("hi_s", &[1], &[half]),
+        b.g.constant_i64("hi_e", &[1], &[2 * half]),
+    );
+    let last_axis = b.g.constant_i64("last_axis", &[1], &[-1]);
+    let heads_shape =
+        b.g.constant_i64("shape", &[4], &[0, tokens as i64, heads as i64, dh as i64]);
+    let merge_shape =
+        b.g.constant_i64("shape", &[3], &[0, tokens as i64, d as i64]);
+    let scale = vec![(1.0 / (dh as f64).sqrt()) as f32; d];
+
+    let mut intermediates = Vec::new();
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("layer.{i}.{s}");
+        // Attention.
+        let h = b.layer_norm(&x, None)?;
+        let q = b.fold(
+            &l("attention.q_proj"),
+            c.query_bias,
+            Some(&l("norm1")),
+            Some(&scale),
+        )?;
+        let kp = b.fold(&l("attention.k_proj"), c.key_bias, Some(&l("norm1")), None)?;
+        let v = b.fold(
+            &l("attention.v_proj"),
+            c.value_bias,
+            Some(&l("norm1")),
+            None,
+        )?;
+        let qkv = b.linear(&h, &[q, kp, v], options.fused_qkv);
+        let mut per_head = Vec::with_capacity(3);
+        for t in &qkv {
+            let r = b.g.node("Reshape", &[t, &heads_shape], &[]);
+            per_head.push(b.g.node("Transpose", &[&r], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]));
+        }
+        let mut rotated = Vec::with_capacity(2);
+        for t in &per_head[..2] {
+            let a = b.g.node("Slice", &[t, &lo.0, &lo.1, &last_axis], &[]);
+            let z = b.g.node("Slice", &[t, &hi.0, &hi.1, &last_axis], &[]);
+            let swapped = b.g.node("Concat", &[&z, &a], &[("axis", Attr::Int(-1))]);
+            let tc = b.g.node("Mul", &[t, &cos], &[]);
+            let ts = b.g.node("Mul", &[&swapped, &sin], &[]);
+            rotated.push(b.g.node("Add", &[&tc, &ts], &[]));
+        }
+        let (qr, kr, vh) = (&rotated[0], &rotated[1], &per_head[2]);
+        let attn = match options.attention {
+            AttentionOp::Matmul => {
+                let kt =
+                    b.g.node("Transpose", &[kr], &[("perm", Attr::Ints(&[0, 1, 3, 2]))]);
+                let scores = b.g.node("MatMul", &[qr, &kt], &[]);
+                let probs = b.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+                b.g.node("MatMul", &[&probs, vh], &[])
+            }
+            AttentionOp::Einsum => {
+                let scores = b.g.node(
+                    "Einsum",
+                    &[qr, kr],
+                    &[("equation", Attr::Str("nhtd,nhsd->nhts"))],
+                );
+                let probs = b.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+                b.g.node(
+                    "Einsum",
+                    &[&probs, vh],
+                    &[("equation", Attr::Str("nhts,nhsd->nhtd"))],
+                )
+            }
+        };
+        let merged = b.g.node(
+            "Transpose",
+            &[&attn],
+            &[("perm", Attr::Ints(&[0, 2, 1, 3]))],
+        );
+        let merged = b.g.node("Reshape", &[&merged, &merge_shape], &[]);
+        let ls1 = b.tensor(&l("layer_scale1.lambda1"))?.to_vec();
+        let o = b.fold(&l("attention.o_proj"), c.proj_bias, None, Some(&ls1))?;
+        let o = b.linear(&merged, &[o], false);
+        x = b.g.node("Add", &[&x, &o[0]], &[]);
+
+        // Feed-forward.
+        let h = b.layer_norm(&x, None)?;
+        let ls2 = b.tensor(&l("layer_scale2.lambda1"))?.to_vec();
+        let act = if c.use_gated_mlp {
+            let gate = b.fold(&l("mlp.gate_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
+            let up = b.fold(&l("mlp.up_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
+            let gu = b.linear(&h, &[gate, up], true);
+            let sig = b.g.node("Sigmoid", &[&gu[0]], &[]);
+            let silu = b.g.node("Mul", &[&gu[0], &sig], &[]);
+            b.g.node("Mul", &[&silu, &gu[1]], &[])
+        } else {
+            let up = b.fold(&l("mlp.up_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
+            let u = b.linear(&h, &[up], false);
+            // Exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)); tract recognises the pattern.
+            let inv_sqrt2 =
+                b.g.constant("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+            let one = b.g.constant("one", &[], &[1.0]);
+            let halfc = b.g.constant("half", &[], &[0.5]);
+            let scaled = b.g.node("Mul", &[&u[0], &inv_sqrt2], &[]);
+            let erf = b.g.node("Erf", &[&scaled], &[]);
+            let onep = b.g.node("Add", &[&erf, &one], &[]);
+            let xh = b.g.node("Mul", &[&u[0], &halfc], &[]);
+            b.g.node("Mul", &[&xh, &onep], &[])
+        };
+        let down = b.fold(&l("mlp.down_proj"), c.mlp_bias, None, Some(&ls2))?;
+        let down = b.linear(&act, &[down], false);
+        x = b.g.node("Add", &[&x, &down[0]], &[]);
+        if options.intermediate_blocks.contains(&i) {
+            intermediates.push((i, b.layer_norm(&x, Some(("norm.weight", "norm.bias")))?));
+        }
+    }
+    let out = b.layer_norm(&x, Some(("norm.weight", "norm.bias")))?;
+    let out_dims = [batch_dim, Dim::Fixed(tokens), Dim::Fixed(d)];
+    b.g.output(OUTPUT_NAME, &out, &out_dims);
+    for (i, t) in intermediates {
+        b.g.output(&intermediate_output_name(i), &t, &out_dims);
+    }
+    let metadata = [
+        ("dinoedge.arch", c.arch_name()),
+        ("dinoedge.size", format!("{}x{}", size.height, size.width)),
+        ("dinoedge.prefix_tokens", prefix.to_string()),
+        ("dinoedge.hidden_size", d.to_string()),
+    ];
+    Ok(b.g.into_model("dinov3_vit", &metadata))
+}

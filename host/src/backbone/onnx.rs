@@ -1,0 +1,216 @@
+//! A small writer of ONNX graphs over tract's generated protobuf types: constants, nodes and
+//! typed inputs and outputs, with fresh names.
+
+use prost::Message;
+use tract_onnx::pb;
+
+/// ONNX opset the backbone graph targets (LayerNormalization is opset 17; TensorRT 10 and ONNX
+/// Runtime read it).
+pub const OPSET: i64 = 17;
+const IR_VERSION: i64 = 8;
+const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
+const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
+
+/// An attribute value for [`GraphWriter::node`].
+pub enum Attr<'a> {
+    /// An integer.
+    Int(i64),
+    /// A list of integers.
+    Ints(&'a [i64]),
+    /// A float.
+    Float(f32),
+    /// A string.
+    Str(&'a str),
+}
+
+/// One dimension of a graph input or output.
+#[derive(Clone, Debug)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A named symbolic size, e.g. the batch `N`.
+    Symbol(String),
+}
+
+/// Accumulates nodes and initializers, then becomes a `ModelProto`.
+#[derive(Default)]
+pub struct GraphWriter {
+    nodes: Vec<pb::NodeProto>,
+    initializers: Vec<pb::TensorProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+    next_id: usize,
+}
+
+impl GraphWriter {
+    fn fresh(&mut self, stem: &str) -> String {
+        self.next_id += 1;
+        format!("{stem}_{}", self.next_id)
+    }
+
+    /// Adds an f32 constant of the given shape; returns its name.
+    pub fn constant(&mut self, stem: &str, dims: &[usize], values: &[f32]) -> String {
+        let name = self.fresh(stem);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds an i64 constant (shapes, axes, indices); an empty `dims` makes a scalar.
+    pub fn constant_i64(&mut self, stem: &str, dims: &[usize], values: &[i64]) -> String {
+        let name = self.fresh(stem);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: INT64,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a node with one output; returns the output's name.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        let out = self.fresh(&op.to_ascii_lowercase());
+        self.node_with_outputs(op, inputs, attrs, std::slice::from_ref(&out));
+        out
+    }
+
+    /// Adds a node with several outputs (e.g. `Split`); returns their names.
+    pub fn node_n(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[(&str, Attr)],
+        outputs: usize,
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..outputs)
+            .map(|_| self.fresh(&op.to_ascii_lowercase()))
+            .collect();
+        self.node_with_outputs(op, inputs, attrs, &outs);
+        outs
+    }
+
+    fn node_with_outputs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[(&str, Attr)],
+        outputs: &[String],
+    ) {
+        let name = self.fresh(&format!("{op}_node"));
+        let attribute = attrs
+            .iter()
+            .map(|(attr_name, value)| {
+                use pb::attribute_proto::AttributeType as T;
+                let mut a = pb::AttributeProto {
+                    name: (*attr_name).to_string(),
+                    ..Default::default()
+                };
+                match value {
+                    Attr::Int(i) => {
+                        a.r#type = T::Int as i32;
+                        a.i = *i;
+                    }
+                    Attr::Ints(v) => {
+                        a.r#type = T::Ints as i32;
+                        a.ints = v.to_vec();
+                    }
+                    Attr::Float(f) => {
+                        a.r#type = T::Float as i32;
+                        a.f = *f;
+                    }
+                    Attr::Str(s) => {
+                        a.r#type = T::String as i32;
+                        a.s = s.as_bytes().to_vec();
+                    }
+                }
+                a
+            })
+            .collect();
+        self.nodes.push(pb::NodeProto {
+            name,
+            op_type: op.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.to_vec(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    /// Declares a graph input of type f32.
+    pub fn input(&mut self, name: &str, dims: &[Dim]) {
+        self.inputs.push(value_info(name, dims));
+    }
+
+    /// Declares `value` as a graph output of type f32 called `name` (through an `Identity`, so the
+    /// output's name is the one given).
+    pub fn output(&mut self, name: &str, value: &str, dims: &[Dim]) {
+        self.node_with_outputs("Identity", &[value], &[], &[name.to_string()]);
+        self.outputs.push(value_info(name, dims));
+    }
+
+    /// The finished model, with its producer and free-form metadata.
+    pub fn into_model(self, graph_name: &str, metadata: &[(&str, String)]) -> pb::ModelProto {
+        pb::ModelProto {
+            ir_version: IR_VERSION,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
+            producer_name: "dinoedge".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(pb::GraphProto {
+                name: graph_name.into(),
+                node: self.nodes,
+                initializer: self.initializers,
+                input: self.inputs,
+                output: self.outputs,
+                ..Default::default()
+            }),
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| pb::StringStringEntryProto {
+                    key: (*k).into(),
+                    value: v.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value};
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(n) => Value::DimValue(*n as i64),
+                Dim::Symbol(s) => Value::DimParam(s.clone()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: FLOAT,
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Serialises a model to ONNX bytes.
+pub fn to_bytes(model: &pb::ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}

@@ -1,0 +1,244 @@
+//! The backbone on the CPU with tract: the ONNX graph is built in memory, its input shape made
+//! concrete, optimised once, then run from one state per worker.
+
+use std::sync::Arc;
+
+use ndarray::{Array3, ArrayView2, ArrayView3, ArrayView4, Axis, s};
+use tract_linalg::multithread::Executor;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+use super::graph::{GraphOptions, INPUT_NAME, build_graph};
+use super::{BackboneError, Dinov3Config, InputSize, ModelDir};
+
+/// How to prepare the backbone for running.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Frames per run; tract optimises for this exact batch.
+    pub batch: usize,
+    /// Threads tract may use inside one run (1 = the calling thread only).
+    pub threads: usize,
+    /// Op forms and extra outputs.
+    pub graph: GraphOptions,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            batch: 1,
+            threads: 1,
+            graph: GraphOptions::default(),
+        }
+    }
+}
+
+/// A DINOv3 ViT ready to run at one input size: the optimised tract plan, shared by every state.
+#[derive(Clone)]
+pub struct Backbone {
+    config: Dinov3Config,
+    size: InputSize,
+    batch: usize,
+    intermediate_blocks: Vec<usize>,
+    random_weights: bool,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for Backbone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backbone")
+            .field("arch", &self.config.arch_name())
+            .field("size", &self.size)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backbone {
+    /// Loads a model folder and prepares it for inputs of `size`.
+    pub fn load(
+        model: &ModelDir,
+        size: InputSize,
+        options: &RuntimeOptions,
+    ) -> Result<Self, BackboneError> {
+        let proto = build_graph(
+            &model.config,
+            &model.weights,
+            size,
+            &GraphOptions {
+                batch: Some(options.batch),
+                ..options.graph.clone()
+            },
+        )?;
+        let mut inference = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(BackboneError::runtime)?;
+        inference = inference
+            .with_input_fact(
+                0,
+                f32::fact([options.batch, 3, size.height, size.width]).into(),
+            )
+            .map_err(BackboneError::runtime)?;
+        let typed = inference.into_optimized().map_err(BackboneError::runtime)?;
+        let executor = if options.threads > 1 {
+            Executor::multithread(options.threads)
+        } else {
+            Executor::SingleThread
+        };
+        let plan = typed
+            .into_runnable_with_options(&RunOptions {
+                executor: Some(executor),
+                ..Default::default()
+            })
+            .map_err(BackboneError::runtime)?;
+        Ok(Backbone {
+            config: model.config.clone(),
+            size,
+            batch: options.batch,
+            intermediate_blocks: options.graph.intermediate_blocks.clone(),
+            random_weights: model.random_weights,
+            plan,
+        })
+    }
+
+    /// A state to run frames with; keep one per worker thread.
+    pub fn state(&self) -> Result<BackboneState, BackboneError> {
+        Ok(BackboneState {
+            backbone: self.clone(),
+            state: self.plan.spawn().map_err(BackboneError::runtime)?,
+        })
+    }
+
+    /// Runs one batch on a fresh state (convenient, slower than reusing a state).
+    pub fn run(&self, pixels: ArrayView4<f32>) -> Result<Features, BackboneError> {
+        self.state()?.run(pixels)
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &Dinov3Config {
+        &self.config
+    }
+
+    /// The input size it was prepared for.
+    pub fn size(&self) -> InputSize {
+        self.size
+    }
+
+    /// Frames per run.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Whether the weights were made by `dinoedge model init` (random, not pretrained).
+    pub fn random_weights(&self) -> bool {
+        self.random_weights
+    }
+}
+
+/// One worker's running state of a [`Backbone`].
+pub struct BackboneState {
+    backbone: Backbone,
+    state: TypedSimpleState,
+}
+
+impl BackboneState {
+    /// Runs a batch of normalised pixels `[batch, 3, H, W]`.
+    pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Features, BackboneError> {
+        let b = &self.backbone;
+        let expected = [b.batch, 3, b.size.height, b.size.width];
+        if pixels.shape() != expected {
+            return Err(BackboneError::InputShape {
+                what: INPUT_NAME.into(),
+                expected: format!("{expected:?}"),
+                found: pixels.shape().to_vec(),
+            });
+        }
+        let input = Tensor::from(pixels.to_owned()).into_tvalue();
+        let outputs = self
+            .state
+            .run(tvec![input])
+            .map_err(BackboneError::runtime)?;
+        let mut arrays = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            let a = o
+                .into_tensor()
+                .into_plain_array::<f32>()
+                .map_err(BackboneError::runtime)?
+                .into_dimensionality::<ndarray::Ix3>()
+                .map_err(BackboneError::runtime)?;
+            arrays.push(a);
+        }
+        let mut arrays = arrays.into_iter();
+        let last = arrays
+            .next()
+            .ok_or_else(|| BackboneError::Runtime("the graph returned no output".into()))?;
+        let intermediates = b.intermediate_blocks.iter().copied().zip(arrays).collect();
+        Ok(Features {
+            last_hidden_state: last,
+            intermediates,
+            prefix: b.config.prefix_tokens(),
+            grid: (
+                b.size.height / b.config.patch_size,
+                b.size.width / b.config.patch_size,
+            ),
+        })
+    }
+}
+
+/// The backbone's outputs for one batch.
+#[derive(Clone, Debug)]
+pub struct Features {
+    /// `[N, 1 + registers + Hp*Wp, D]`, normed, as transformers' `last_hidden_state`.
+    pub last_hidden_state: Array3<f32>,
+    /// Normed outputs of the requested intermediate blocks, same layout, by block index.
+    pub intermediates: Vec<(usize, Array3<f32>)>,
+    prefix: usize,
+    grid: (usize, usize),
+}
+
+impl Features {
+    /// Frames in the batch.
+    pub fn batch(&self) -> usize {
+        self.last_hidden_state.len_of(Axis(0))
+    }
+
+    /// The normed CLS token of every frame, `[N, D]`.
+    pub fn cls(&self) -> ArrayView2<'_, f32> {
+        self.last_hidden_state.slice(s![.., 0, ..])
+    }
+
+    /// The register tokens of every frame, `[N, registers, D]`.
+    pub fn registers(&self) -> ArrayView3<'_, f32> {
+        self.last_hidden_state.slice(s![.., 1..self.prefix, ..])
+    }
+
+    /// The patch tokens of frame `n` as an `[Hp, Wp, D]` grid, or `None` past the batch.
+    pub fn patch_grid(&self, n: usize) -> Option<ArrayView3<'_, f32>> {
+        grid_of(&self.last_hidden_state, n, self.prefix, self.grid)
+    }
+
+    /// The patch tokens of frame `n` from intermediate block `block`, as an `[Hp, Wp, D]` grid.
+    pub fn intermediate_grid(&self, block: usize, n: usize) -> Option<ArrayView3<'_, f32>> {
+        let (_, a) = self.intermediates.iter().find(|(b, _)| *b == block)?;
+        grid_of(a, n, self.prefix, self.grid)
+    }
+
+    /// The grid size (Hp, Wp).
+    pub fn grid(&self) -> (usize, usize) {
+        self.grid
+    }
+}
+
+fn grid_of(
+    a: &Array3<f32>,
+    n: usize,
+    prefix: usize,
+    (hp, wp): (usize, usize),
+) -> Option<ArrayView3<'_, f32>> {
+    if n >= a.len_of(Axis(0)) {
+        return None;
+    }
+    let d = a.len_of(Axis(2));
+    a.slice(s![n, prefix.., ..])
+        .into_shape_with_order((hp, wp, d))
+        .ok()
+}

@@ -1,0 +1,159 @@
+//! `dinoedge bench-model`: time the backbone alone, per frame, with tract.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
+use ndarray::Array4;
+
+use super::model::{GraphArgs, random_label};
+
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// Model folder (config.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Input size HxW.
+    #[arg(long, default_value = "224x224")]
+    size: InputSize,
+    /// Threads tract uses inside one run.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed runs (after warm-up runs that are not timed).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Untimed warm-up runs.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Frames per run.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Independent tract states running side by side, one OS thread each (throughput mode:
+    /// e.g. --states 2 --threads 1 on two cores).
+    #[arg(long, default_value_t = 1)]
+    states: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    graph: GraphArgs,
+}
+
+pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
+    if args.runs == 0 || args.batch == 0 || args.states == 0 || args.threads == 0 {
+        bail!("--runs, --batch, --states and --threads must be at least 1");
+    }
+    let model = ModelDir::load(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let prepare_start = Instant::now();
+    let backbone = Backbone::load(
+        &model,
+        args.size,
+        &RuntimeOptions {
+            batch: args.batch,
+            threads: args.threads,
+            graph: args.graph.options(Some(args.batch)),
+        },
+    )
+    .with_context(|| format!("preparing {} at {}", model.config.arch_name(), args.size))?;
+    let prepare_ms = prepare_start.elapsed().as_secs_f64() * 1e3;
+    let (h, w) = (args.size.height, args.size.width);
+    // A smooth deterministic pattern in the range of normalised pixels.
+    let pixels = Array4::from_shape_fn((args.batch, 3, h, w), |(n, c, y, x)| {
+        ((y * 7 + x * 3 + c * 11 + n) as f32 * 0.013).sin() * 2.0
+    });
+    let wall = Instant::now();
+    let per_state: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.states)
+            .map(|_| {
+                let backbone = &backbone;
+                let pixels = &pixels;
+                scope.spawn(move || -> anyhow::Result<Vec<f64>> {
+                    let mut state = backbone.state()?;
+                    for _ in 0..args.warmup {
+                        state.run(pixels.view())?;
+                    }
+                    let mut times = Vec::with_capacity(args.runs);
+                    for _ in 0..args.runs {
+                        let t = Instant::now();
+                        state.run(pixels.view())?;
+                        times.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(times)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a benchmark thread panicked")))
+            })
+            .collect()
+    });
+    let wall_s = wall.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    for t in per_state {
+        times.extend(t?);
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let i = ((times.len() as f64 - 1.0) * p).round() as usize;
+        times.get(i).copied().unwrap_or(f64::NAN)
+    };
+    let (median, p90) = (pct(0.5), pct(0.9));
+    let (min, max) = (pct(0.0), pct(1.0));
+    let per_frame = |ms: f64| ms / args.batch as f64;
+    // Throughput: from the median latency for one state; measured over the wall clock (warm-up
+    // included, so slightly pessimistic) when several states share the cores.
+    let fps = if args.states == 1 {
+        1e3 * args.batch as f64 / median
+    } else {
+        (args.states * (args.runs + args.warmup) * args.batch) as f64 / wall_s
+    };
+    let arch = model.config.arch_name();
+    if args.json {
+        let v = serde_json::json!({
+            "arch": arch,
+            "size": args.size.to_string(),
+            "threads": args.threads,
+            "states": args.states,
+            "batch": args.batch,
+            "runs": args.runs,
+            "median_ms": per_frame(median),
+            "p90_ms": per_frame(p90),
+            "min_ms": per_frame(min),
+            "max_ms": per_frame(max),
+            "fps": fps,
+            "prepare_ms": prepare_ms,
+            "attention": format!("{:?}", args.graph.options(None).attention).to_lowercase(),
+            "fused_qkv": args.graph.options(None).fused_qkv,
+            "random_weights": model.random_weights,
+            "runtime": "tract",
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{arch} at {} (batch {}, {} thread(s), {} state(s)), tract{}",
+            args.size,
+            args.batch,
+            args.threads,
+            args.states,
+            random_label(model.random_weights)
+        );
+        println!(
+            "  ms per frame: median {:.2}  p90 {:.2}  min {:.2}  max {:.2}   ({} runs, prepared in {:.0} ms)",
+            per_frame(median),
+            per_frame(p90),
+            per_frame(min),
+            per_frame(max),
+            times.len(),
+            prepare_ms
+        );
+        println!("  frames/s: {fps:.2}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,63 @@
+//! `dinoedge features`: run the backbone with tract on normalised pixels from a `.npy` file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions, npy};
+
+use super::model::{GraphArgs, random_label};
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// Model folder (config.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// f32 .npy [N,3,H,W], already normalised (ImageNet mean/std).
+    #[arg(long)]
+    input: PathBuf,
+    /// f32 .npy to write: last_hidden_state [N, 1+registers+Hp*Wp, D].
+    #[arg(long)]
+    output: PathBuf,
+    /// Threads tract may use.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[command(flatten)]
+    graph: GraphArgs,
+}
+
+pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
+    let model = ModelDir::load(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let pixels = npy::read_pixels(&args.input)?;
+    let &[n, _, h, w] = pixels.shape() else {
+        anyhow::bail!("{}: expected 4 dimensions", args.input.display());
+    };
+    let size = InputSize::new(h, w);
+    let backbone = Backbone::load(
+        &model,
+        size,
+        &RuntimeOptions {
+            batch: n,
+            threads: args.threads.max(1),
+            graph: args.graph.options(Some(n)),
+        },
+    )
+    .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;
+    let features = backbone.run(pixels.view())?;
+    npy::write(&args.output, &features.last_hidden_state)?;
+    for (block, a) in &features.intermediates {
+        let path = args.output.with_extension(format!("block{block}.npy"));
+        npy::write(&path, a)?;
+    }
+    let shape = features.last_hidden_state.shape().to_vec();
+    println!(
+        "{}: last_hidden_state {:?} from {} at {size}{}",
+        args.output.display(),
+        shape,
+        model.config.arch_name(),
+        random_label(model.random_weights)
+    );
+    Ok(ExitCode::SUCCESS)
+}
