@@ -13,7 +13,8 @@ models run in eval mode, in float32, on the CPU, with the eager attention path.
 
 Written per model: config.json and model.safetensors (the Hugging Face layout, as
 save_pretrained writes them), and expected_<H>x<W>.npy, the last_hidden_state for the shared input
-input_<H>x<W>.npy (f32 [1, 3, H, W], already normalised).
+input_<H>x<W>.npy (f32 [1, 3, H, W], already normalised); and at 224x224 also
+expected_block0_224x224.npy, the output of block 0 normed by the final LayerNorm.
 """
 
 import json
@@ -76,8 +77,13 @@ def main() -> None:
         model.save_pretrained(folder, safe_serialization=True)
         with torch.no_grad():
             for (h, w), x in inputs.items():
-                y = model(pixel_values=x).last_hidden_state
+                out = model(pixel_values=x, output_hidden_states=True)
+                y = out.last_hidden_state
                 np.save(folder / f"expected_{h}x{w}.npy", y.numpy().astype(np.float32))
+                if (h, w) == SIZES[0]:
+                    # Block 0's output normed by the final norm, as get_intermediate_layers gives it.
+                    block0 = model.norm(out.hidden_states[1])
+                    np.save(folder / f"expected_block0_{h}x{w}.npy", block0.numpy().astype(np.float32))
                 print(name, (h, w), tuple(y.shape), float(y.abs().max()))
     sizes = {p.name: p.stat().st_size for p in OUT.rglob("*") if p.is_file()}
     print(json.dumps(sizes, indent=1), "total", sum(sizes.values()))

@@ -258,13 +258,13 @@ impl Dinov3Config {
                 "hidden_size, num_attention_heads and num_hidden_layers must be positive".into(),
             );
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 4 != 0 {
+        if !self.head_dim().is_multiple_of(4) {
             return Err(format!(
                 "head width {} is not a multiple of 4, which 2D RoPE needs",
                 self.head_dim()

@@ -48,7 +48,7 @@ impl InputSize {
         if self.height == 0 || self.width == 0 {
             return Err(bad("both sides must be positive".into()));
         }
-        if self.height % patch != 0 || self.width % patch != 0 {
+        if !self.height.is_multiple_of(patch) || !self.width.is_multiple_of(patch) {
             return Err(bad(format!(
                 "both sides must be multiples of the patch size {patch} (nearest below: {}x{})",
                 self.height / patch * patch,

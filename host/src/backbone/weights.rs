@@ -190,6 +190,15 @@ impl Weights {
             };
             tensors.insert(name, WeightTensor { shape, data });
         }
+        // transformers expects the (training-only) mask token in a checkpoint; zeros, as its init.
+        let d = config.hidden_size;
+        tensors.insert(
+            "embeddings.mask_token".into(),
+            WeightTensor {
+                shape: vec![1, 1, d],
+                data: vec![0.0; d],
+            },
+        );
         Weights {
             tensors,
             stored_as: "F32".into(),
@@ -250,9 +259,13 @@ impl Weights {
         self.random_seed
     }
 
-    /// Total number of parameters.
+    /// Number of parameters inference uses (the training-only mask token not counted).
     pub fn parameter_count(&self) -> usize {
-        self.tensors.values().map(|t| t.data.len()).sum()
+        self.tensors
+            .iter()
+            .filter(|(name, _)| !UNUSED_TENSORS.contains(&name.as_str()))
+            .map(|(_, t)| t.data.len())
+            .sum()
     }
 }
 
