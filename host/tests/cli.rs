@@ -81,3 +81,126 @@ fn link_needs_to_know_where_the_edge_is() {
         "{err}"
     );
 }
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures")
+}
+
+#[test]
+fn model_init_export_features_and_bench_model() {
+    let dir = std::env::temp_dir().join(format!("dinoedge-cli-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+
+    let (code, out, err) = dinoedge(&[
+        "model",
+        "init",
+        "--arch",
+        "vits16",
+        "--seed",
+        "3",
+        "-o",
+        &d("vits16"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("random weights"), "{out}");
+    assert!(
+        dir.join("vits16/config.json").exists() && dir.join("vits16/model.safetensors").exists()
+    );
+
+    let (code, out, err) = dinoedge(&[
+        "model",
+        "export",
+        "--model",
+        &d("vits16"),
+        "--size",
+        "64x96",
+        "-o",
+        &d("s.onnx"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("29 tokens") && out.contains("random weights"),
+        "{out}"
+    );
+    assert!(std::fs::metadata(d("s.onnx")).unwrap().len() > 80_000_000);
+
+    let model = fixtures().join("tiny_mlp");
+    let input = fixtures().join("input_160x240.npy");
+    let (code, out, err) = dinoedge(&[
+        "features",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &d("y.npy"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("[1, 155, 64]") && !out.contains("random weights"),
+        "{out}"
+    );
+    let y: ndarray::ArrayD<f32> = ndarray_npy::read_npy(d("y.npy")).unwrap();
+    let expected: ndarray::ArrayD<f32> =
+        ndarray_npy::read_npy(model.join("expected_160x240.npy")).unwrap();
+    let max = y
+        .iter()
+        .zip(expected.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(max <= 1e-4, "{max}");
+
+    let (code, out, err) = dinoedge(&[
+        "bench-model",
+        "--model",
+        model.to_str().unwrap(),
+        "--size",
+        "32x48",
+        "--threads",
+        "2",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["median_ms", "p90_ms", "fps", "threads", "size", "arch"] {
+        assert!(v.get(key).is_some(), "{key} missing: {out}");
+    }
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["size"], "32x48");
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["fps"].as_f64().unwrap() > 0.0);
+
+    // Bad input: a size off the patch grid, and a missing input file, each named.
+    let (code, _, err) = dinoedge(&[
+        "model",
+        "export",
+        "--model",
+        &d("vits16"),
+        "--size",
+        "100x96",
+        "-o",
+        &d("x.onnx"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("100x96") && err.contains("multiples of the patch size 16"),
+        "{err}"
+    );
+    let (code, _, err) = dinoedge(&[
+        "features",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        "/nonexistent/x.npy",
+        "--output",
+        &d("z.npy"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/x.npy"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
