@@ -15,4 +15,5 @@ pub use dinoedge_proto as proto;
 
 pub mod backbone;
 pub mod link;
+pub mod preprocess;
 pub mod wire_tools;

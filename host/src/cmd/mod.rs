@@ -4,6 +4,7 @@ mod bench_model;
 mod features;
 mod link;
 mod model;
+mod preprocess;
 mod wire;
 
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ enum Command {
     /// Run the backbone with tract on normalised pixels from a .npy file; write
     /// last_hidden_state as .npy.
     Features(features::FeaturesArgs),
+    /// Preprocess image files (PNG, JPEG) as frames are: region of interest, antialiased resize,
+    /// ImageNet normalisation; write the batch as a .npy for `features`.
+    Preprocess(preprocess::PreprocessArgs),
     /// Time the backbone alone with tract: median, p90, min and max ms per frame, frames/s.
     BenchModel(bench_model::BenchModelArgs),
     /// Print the protocol and software versions.
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Link(args) => link::run(args),
         Command::Model(cmd) => model::run(cmd),
         Command::Features(args) => features::run(args),
+        Command::Preprocess(args) => preprocess::run(args),
         Command::BenchModel(args) => bench_model::run(args),
         Command::Version => {
             println!(
