@@ -72,6 +72,20 @@ fn matches_transformers_for_every_fixture_and_op_form() {
             attention: AttentionOp::Einsum,
             ..Default::default()
         },
+        // Keys padded and masked, as tract runs by default, in both product forms.
+        GraphOptions {
+            key_multiple: 64,
+            ..Default::default()
+        },
+        GraphOptions {
+            key_multiple: 16,
+            attention: AttentionOp::Einsum,
+            ..Default::default()
+        },
+        GraphOptions {
+            attention: AttentionOp::Sdpa,
+            ..Default::default()
+        },
     ];
     for variant in ["tiny_mlp", "tiny_swiglu"] {
         for size in ["224x224", "160x240"] {

@@ -4,10 +4,13 @@
 use prost::Message;
 use tract_onnx::pb;
 
-/// ONNX opset the backbone graph targets (LayerNormalization is opset 17; TensorRT 10 and ONNX
-/// Runtime read it).
+/// ONNX opset the portable backbone graph targets (LayerNormalization is opset 17; TensorRT 10
+/// and ONNX Runtime read it).
 pub const OPSET: i64 = 17;
-const IR_VERSION: i64 = 8;
+/// IR version 8 is what opset 17 needs; opset 23 needs IR 10.
+fn ir_version(opset: i64) -> i64 {
+    if opset >= 23 { 10 } else { 8 }
+}
 const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
 const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
 
@@ -156,12 +159,17 @@ impl GraphWriter {
     }
 
     /// The finished model, with its producer and free-form metadata.
-    pub fn into_model(self, graph_name: &str, metadata: &[(&str, String)]) -> pb::ModelProto {
+    pub fn into_model(
+        self,
+        graph_name: &str,
+        opset: i64,
+        metadata: &[(&str, String)],
+    ) -> pb::ModelProto {
         pb::ModelProto {
-            ir_version: IR_VERSION,
+            ir_version: ir_version(opset),
             opset_import: vec![pb::OperatorSetIdProto {
                 domain: String::new(),
-                version: OPSET,
+                version: opset,
             }],
             producer_name: "dinoedge".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),

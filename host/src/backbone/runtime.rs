@@ -18,7 +18,8 @@ pub struct RuntimeOptions {
     pub batch: usize,
     /// Threads tract may use inside one run (1 = the calling thread only).
     pub threads: usize,
-    /// Op forms and extra outputs.
+    /// Op forms and extra outputs; the default is the form tract runs fastest (keys padded to
+    /// [`super::graph::TRACT_KEY_MULTIPLE`]), where an export defaults to the plain graph.
     pub graph: GraphOptions,
 }
 
@@ -27,7 +28,10 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             batch: 1,
             threads: 1,
-            graph: GraphOptions::default(),
+            graph: GraphOptions {
+                key_multiple: super::graph::TRACT_KEY_MULTIPLE,
+                ..GraphOptions::default()
+            },
         }
     }
 }

@@ -48,6 +48,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     }
     let model = ModelDir::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
+    let graph = args.graph.tract_options(args.batch);
     let prepare_start = Instant::now();
     let backbone = Backbone::load(
         &model,
@@ -55,7 +56,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         &RuntimeOptions {
             batch: args.batch,
             threads: args.threads,
-            graph: args.graph.options(Some(args.batch)),
+            graph: graph.clone(),
         },
     )
     .with_context(|| format!("preparing {} at {}", model.config.arch_name(), args.size))?;
@@ -129,8 +130,9 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             "max_ms": per_frame(max),
             "fps": fps,
             "prepare_ms": prepare_ms,
-            "attention": format!("{:?}", args.graph.options(None).attention).to_lowercase(),
-            "fused_qkv": args.graph.options(None).fused_qkv,
+            "attention": format!("{:?}", graph.attention).to_lowercase(),
+            "fused_qkv": graph.fused_qkv,
+            "key_multiple": graph.key_multiple,
             "random_weights": model.random_weights,
             "runtime": "tract",
         });

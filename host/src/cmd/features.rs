@@ -41,7 +41,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
         &RuntimeOptions {
             batch: n,
             threads: args.threads.max(1),
-            graph: args.graph.options(Some(n)),
+            graph: args.graph.tract_options(n),
         },
     )
     .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;

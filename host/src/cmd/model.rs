@@ -39,6 +39,10 @@ pub struct GraphArgs {
     /// Three q/k/v projections instead of one fused projection.
     #[arg(long)]
     separate_qkv: bool,
+    /// Pad keys to a multiple of this many tokens (masked, exact), for softmax kernels that
+    /// prefer it [default: 1 for export, 64 when tract runs the graph].
+    #[arg(long)]
+    key_multiple: Option<usize>,
     /// Also output these blocks (0-based, comma-separated), normed by the final LayerNorm, as
     /// `block_<i>` (e.g. 2,5,8,11 for ViT-S/B segmentation heads).
     #[arg(long, value_delimiter = ',')]
@@ -46,12 +50,22 @@ pub struct GraphArgs {
 }
 
 impl GraphArgs {
-    /// The graph options these flags ask for, with the batch given.
+    /// The graph options these flags ask for, with the batch given, for a file to export.
     pub fn options(&self, batch: Option<usize>) -> GraphOptions {
+        self.options_with(batch, 1)
+    }
+
+    /// The graph options these flags ask for, for tract to run in memory.
+    pub fn tract_options(&self, batch: usize) -> GraphOptions {
+        self.options_with(Some(batch), dinoedge::backbone::graph::TRACT_KEY_MULTIPLE)
+    }
+
+    fn options_with(&self, batch: Option<usize>, key_multiple: usize) -> GraphOptions {
         GraphOptions {
             batch,
             fused_qkv: !self.separate_qkv,
             attention: self.attention,
+            key_multiple: self.key_multiple.unwrap_or(key_multiple),
             intermediate_blocks: self.intermediate.clone(),
         }
     }

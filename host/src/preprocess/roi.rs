@@ -50,7 +50,7 @@ impl Roi {
                 return Some(r);
             }
             Roi::Circle { cx, cy, radius } => {
-                if !(radius > 0.0) {
+                if radius.is_nan() || radius <= 0.0 {
                     return None;
                 }
                 (cx - radius, cy - radius, cx + radius, cy + radius)
