@@ -376,6 +376,18 @@ fn exported_onnx_has_no_control_flow_or_shape_arithmetic_and_a_symbolic_batch() 
             node.op_type
         );
     }
+    let consumed: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    for init in &graph.initializer {
+        assert!(
+            consumed.contains(init.name.as_str()),
+            "unused constant {}",
+            init.name
+        );
+    }
     assert_eq!(graph.input.len(), 1);
     assert_eq!(graph.input[0].name, "pixel_values");
     assert_eq!(graph.output[0].name, "last_hidden_state");

@@ -17,7 +17,8 @@ pub enum AttentionOp {
     /// `MatMul` on `[N, heads, T, Dh]`.
     #[default]
     Matmul,
-    /// `Einsum` "nhtd,nhsd->nhts" and "nhts,nhsd->nhtd".
+    /// `Einsum` "nthd,nshd->nhts" and "nhts,nshd->nthd", on `[N, T, heads, Dh]` as the
+    /// projection leaves it, with no transposes.
     Einsum,
     /// One ONNX `Attention` node (opset 23) per block, which tract runs as its fused
     /// flash-attention kernel; ONNX Runtime 1.22+ reads it, TensorRT 10.3 does not.
@@ -350,8 +351,16 @@ pub fn build_graph(
     );
 
     let rope = rope_tables(hp, wp, dh, c.rope_theta as f32, prefix);
-    let cos = b.g.constant("rope_cos", &[tokens, dh], &rope.cos);
-    let sin = b.g.constant("rope_sin", &[tokens, dh], &rope.sin_signed);
+    // Einsum works on [N, T, h, Dh] as the projection leaves it (no transposes); the other
+    // forms on [N, h, T, Dh].
+    let tokens_major = options.attention == AttentionOp::Einsum;
+    let table_dims: &[usize] = if tokens_major {
+        &[tokens, 1, dh]
+    } else {
+        &[tokens, dh]
+    };
+    let cos = b.g.constant("rope_cos", table_dims, &rope.cos);
+    let sin = b.g.constant("rope_sin", table_dims, &rope.sin_signed);
     let half = (dh / 2) as i64;
     let lo = (
         b.g.constant_i64("lo_s", &[1], &[0]),
@@ -382,9 +391,11 @@ pub fn build_graph(
         let pad = padded - tokens;
         let starts = b.g.constant_i64("pad_s", &[1], &[0]);
         let ends = b.g.constant_i64("pad_e", &[1], &[1]);
-        let axis = b.g.constant_i64("pad_axis", &[1], &[2]);
-        let repeats =
-            b.g.constant_i64("pad_repeats", &[4], &[1, 1, pad as i64, 1]);
+        let token_axis = if tokens_major { 1 } else { 2 };
+        let axis = b.g.constant_i64("pad_axis", &[1], &[token_axis]);
+        let mut repeats = [1i64; 4];
+        repeats[token_axis as usize] = pad as i64;
+        let repeats = b.g.constant_i64("pad_repeats", &[4], &repeats);
         // exp(-1e9 - max) is exactly 0 in f32: padded keys get no weight at all.
         let mut mask = vec![0.0f32; padded];
         mask[tokens..].fill(-1e9);
@@ -416,18 +427,28 @@ pub fn build_graph(
             // a Split after the MatMul would let the runtime cut it back into three.
             let qkv = b.linear_concat(&h, &[q, kp, v]);
             let r = b.g.node("Reshape", &[&qkv, &qkv_shape], &[]);
-            let t = b.g.node(
-                "Transpose",
-                &[&r],
-                &[("perm", Attr::Ints(&[2, 0, 3, 1, 4]))],
-            );
-            for index in &qkv_index {
-                per_head.push(b.g.node("Gather", &[&t, index], &[("axis", Attr::Int(0))]));
+            if tokens_major {
+                for index in &qkv_index {
+                    per_head.push(b.g.node("Gather", &[&r, index], &[("axis", Attr::Int(2))]));
+                }
+            } else {
+                let t = b.g.node(
+                    "Transpose",
+                    &[&r],
+                    &[("perm", Attr::Ints(&[2, 0, 3, 1, 4]))],
+                );
+                for index in &qkv_index {
+                    per_head.push(b.g.node("Gather", &[&t, index], &[("axis", Attr::Int(0))]));
+                }
             }
         } else {
             for t in &b.linear(&h, &[q, kp, v], false) {
                 let r = b.g.node("Reshape", &[t, &heads_shape], &[]);
-                per_head.push(b.g.node("Transpose", &[&r], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]));
+                per_head.push(if tokens_major {
+                    r
+                } else {
+                    b.g.node("Transpose", &[&r], &[("perm", Attr::Ints(&[0, 2, 1, 3]))])
+                });
             }
         }
         let mut rotated = Vec::with_capacity(2);
@@ -447,10 +468,11 @@ pub fn build_graph(
                 b.g.node("Slice", &[&kr, pad_starts, pad_ends, token_axis], &[]);
             let zero_k = b.g.node("Mul", &[&one_k, &zero], &[]);
             let zeros = b.g.node("Tile", &[&zero_k, repeats], &[]);
+            let axis = if tokens_major { 1 } else { 2 };
             kr =
-                b.g.node("Concat", &[&kr, &zeros], &[("axis", Attr::Int(2))]);
+                b.g.node("Concat", &[&kr, &zeros], &[("axis", Attr::Int(axis))]);
             vh =
-                b.g.node("Concat", &[&vh, &zeros], &[("axis", Attr::Int(2))]);
+                b.g.node("Concat", &[&vh, &zeros], &[("axis", Attr::Int(axis))]);
         }
         let (qr, kr, vh) = (&qr, &kr, &vh);
         let attn = match options.attention {
@@ -472,7 +494,7 @@ pub fn build_graph(
                 let mut scores = b.g.node(
                     "Einsum",
                     &[qr, kr],
-                    &[("equation", Attr::Str("nhtd,nhsd->nhts"))],
+                    &[("equation", Attr::Str("nthd,nshd->nhts"))],
                 );
                 if let Some((.., mask)) = &key_pad {
                     scores = b.g.node("Add", &[&scores, mask], &[]);
@@ -481,15 +503,19 @@ pub fn build_graph(
                 b.g.node(
                     "Einsum",
                     &[&probs, vh],
-                    &[("equation", Attr::Str("nhts,nhsd->nhtd"))],
+                    &[("equation", Attr::Str("nhts,nshd->nthd"))],
                 )
             }
         };
-        let merged = b.g.node(
-            "Transpose",
-            &[&attn],
-            &[("perm", Attr::Ints(&[0, 2, 1, 3]))],
-        );
+        let merged = if tokens_major {
+            attn
+        } else {
+            b.g.node(
+                "Transpose",
+                &[&attn],
+                &[("perm", Attr::Ints(&[0, 2, 1, 3]))],
+            )
+        };
         let merged = b.g.node("Reshape", &[&merged, &merge_shape], &[]);
         let ls1 = b.tensor(&l("layer_scale1.lambda1"))?.to_vec();
         let o = b.fold(&l("attention.o_proj"), c.proj_bias, None, Some(&ls1))?;

@@ -57,6 +57,71 @@ impl std::fmt::Debug for Backbone {
     }
 }
 
+/// Optimises an in-memory tract model for one input shape and makes it runnable with `threads`.
+fn prepare(
+    mut inference: InferenceModel,
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<Arc<TypedRunnableModel>, BackboneError> {
+    inference = inference
+        .with_input_fact(0, f32::fact(shape).into())
+        .map_err(BackboneError::runtime)?;
+    let typed = inference.into_optimized().map_err(BackboneError::runtime)?;
+    let executor = if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    };
+    typed
+        .into_runnable_with_options(&RunOptions {
+            executor: Some(executor),
+            ..Default::default()
+        })
+        .map_err(BackboneError::runtime)
+}
+
+/// Any ONNX file with one f32 `[N, 3, H, W]` input, run by tract as the backbone would be (for
+/// timing a file that also goes to ONNX Runtime or TensorRT).
+pub struct OnnxFileRunner {
+    shape: [usize; 4],
+    state: TypedSimpleState,
+}
+
+impl OnnxFileRunner {
+    /// Reads `path` and prepares it for inputs of `shape`.
+    pub fn load(
+        path: &std::path::Path,
+        shape: [usize; 4],
+        threads: usize,
+    ) -> Result<Self, BackboneError> {
+        let inference = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| BackboneError::Runtime(format!("{}: {e:#}", path.display())))?;
+        let plan = prepare(inference, shape, threads)?;
+        Ok(OnnxFileRunner {
+            shape,
+            state: plan.spawn().map_err(BackboneError::runtime)?,
+        })
+    }
+
+    /// Runs one batch; returns the first output's shape.
+    pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<usize>, BackboneError> {
+        if pixels.shape() != self.shape {
+            return Err(BackboneError::InputShape {
+                what: INPUT_NAME.into(),
+                expected: format!("{:?}", self.shape),
+                found: pixels.shape().to_vec(),
+            });
+        }
+        let input = Tensor::from(pixels.to_owned()).into_tvalue();
+        let out = self
+            .state
+            .run(tvec![input])
+            .map_err(BackboneError::runtime)?;
+        Ok(out.first().map(|t| t.shape().to_vec()).unwrap_or_default())
+    }
+}
+
 impl Backbone {
     /// Loads a model folder and prepares it for inputs of `size`.
     pub fn load(
@@ -73,27 +138,14 @@ impl Backbone {
                 ..options.graph.clone()
             },
         )?;
-        let mut inference = tract_onnx::onnx()
+        let inference = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(BackboneError::runtime)?;
-        inference = inference
-            .with_input_fact(
-                0,
-                f32::fact([options.batch, 3, size.height, size.width]).into(),
-            )
-            .map_err(BackboneError::runtime)?;
-        let typed = inference.into_optimized().map_err(BackboneError::runtime)?;
-        let executor = if options.threads > 1 {
-            Executor::multithread(options.threads)
-        } else {
-            Executor::SingleThread
-        };
-        let plan = typed
-            .into_runnable_with_options(&RunOptions {
-                executor: Some(executor),
-                ..Default::default()
-            })
-            .map_err(BackboneError::runtime)?;
+        let plan = prepare(
+            inference,
+            [options.batch, 3, size.height, size.width],
+            options.threads,
+        )?;
         Ok(Backbone {
             config: model.config.clone(),
             size,

@@ -6,16 +6,19 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFileRunner, RuntimeOptions};
 use ndarray::Array4;
 
 use super::model::{GraphArgs, random_label};
 
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
-    /// Model folder (config.json + model.safetensors).
+    /// Model folder (config.json + model.safetensors); the graph is built in memory.
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    model: Option<PathBuf>,
+    /// Time this ONNX file instead (e.g. from `model export`, the file ONNX Runtime is timed on).
     #[arg(long)]
-    model: PathBuf,
+    onnx: Option<PathBuf>,
     /// Input size HxW.
     #[arg(long, default_value = "224x224")]
     size: InputSize,
@@ -46,20 +49,34 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     if args.runs == 0 || args.batch == 0 || args.states == 0 || args.threads == 0 {
         bail!("--runs, --batch, --states and --threads must be at least 1");
     }
-    let model = ModelDir::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
     let graph = args.graph.tract_options(args.batch);
+    let shape = [args.batch, 3, args.size.height, args.size.width];
     let prepare_start = Instant::now();
-    let backbone = Backbone::load(
-        &model,
-        args.size,
-        &RuntimeOptions {
-            batch: args.batch,
-            threads: args.threads,
-            graph: graph.clone(),
-        },
-    )
-    .with_context(|| format!("preparing {} at {}", model.config.arch_name(), args.size))?;
+    // Either the graph built in memory from a model folder, or an ONNX file as it is.
+    let (backbone, arch, random) = match (&args.model, &args.onnx) {
+        (Some(dir), _) => {
+            let model =
+                ModelDir::load(dir).with_context(|| format!("loading model {}", dir.display()))?;
+            let arch = model.config.arch_name();
+            let backbone = Backbone::load(
+                &model,
+                args.size,
+                &RuntimeOptions {
+                    batch: args.batch,
+                    threads: args.threads,
+                    graph: graph.clone(),
+                },
+            )
+            .with_context(|| format!("preparing {arch} at {}", args.size))?;
+            (Some(backbone), arch, model.random_weights)
+        }
+        (None, Some(file)) => {
+            // Prepared once here to fail early and time the preparation; each state reloads.
+            OnnxFileRunner::load(file, shape, args.threads)?;
+            (None, format!("onnx:{}", file.display()), false)
+        }
+        (None, None) => bail!("give --model DIR or --onnx FILE"),
+    };
     let prepare_ms = prepare_start.elapsed().as_secs_f64() * 1e3;
     let (h, w) = (args.size.height, args.size.width);
     // A smooth deterministic pattern in the range of normalised pixels.
@@ -72,15 +89,26 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             .map(|_| {
                 let backbone = &backbone;
                 let pixels = &pixels;
+                let onnx = &args.onnx;
                 scope.spawn(move || -> anyhow::Result<Vec<f64>> {
-                    let mut state = backbone.state()?;
+                    let mut run: Box<dyn FnMut() -> anyhow::Result<()>> = match (backbone, onnx) {
+                        (Some(b), _) => {
+                            let mut state = b.state()?;
+                            Box::new(move || Ok(state.run(pixels.view()).map(drop)?))
+                        }
+                        (None, Some(file)) => {
+                            let mut runner = OnnxFileRunner::load(file, shape, args.threads)?;
+                            Box::new(move || Ok(runner.run(pixels.view()).map(drop)?))
+                        }
+                        (None, None) => bail!("nothing to run"),
+                    };
                     for _ in 0..args.warmup {
-                        state.run(pixels.view())?;
+                        run()?;
                     }
                     let mut times = Vec::with_capacity(args.runs);
                     for _ in 0..args.runs {
                         let t = Instant::now();
-                        state.run(pixels.view())?;
+                        run()?;
                         times.push(t.elapsed().as_secs_f64() * 1e3);
                     }
                     Ok(times)
@@ -115,7 +143,6 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     } else {
         (args.states * (args.runs + args.warmup) * args.batch) as f64 / wall_s
     };
-    let arch = model.config.arch_name();
     if args.json {
         let v = serde_json::json!({
             "arch": arch,
@@ -130,12 +157,20 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             "max_ms": per_frame(max),
             "fps": fps,
             "prepare_ms": prepare_ms,
-            "attention": format!("{:?}", graph.attention).to_lowercase(),
-            "fused_qkv": graph.fused_qkv,
-            "key_multiple": graph.key_multiple,
-            "random_weights": model.random_weights,
+            // Unknown for a bare ONNX file.
+            "random_weights": if args.model.is_some() { serde_json::Value::from(random) } else { serde_json::Value::Null },
             "runtime": "tract",
         });
+        let mut v = v;
+        // The graph's op forms apply only where dinoedge built the graph.
+        if let (Some(obj), Some(_)) = (v.as_object_mut(), &args.model) {
+            obj.insert(
+                "attention".into(),
+                format!("{:?}", graph.attention).to_lowercase().into(),
+            );
+            obj.insert("fused_qkv".into(), graph.fused_qkv.into());
+            obj.insert("key_multiple".into(), graph.key_multiple.into());
+        }
         println!("{v}");
     } else {
         println!(
@@ -144,7 +179,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             args.batch,
             args.threads,
             args.states,
-            random_label(model.random_weights)
+            random_label(random)
         );
         println!(
             "  ms per frame: median {:.2}  p90 {:.2}  min {:.2}  max {:.2}   ({} runs, prepared in {:.0} ms)",
