@@ -160,11 +160,21 @@ impl GraphWriter {
 
     /// The finished model, with its producer and free-form metadata.
     pub fn into_model(
-        self,
+        mut self,
         graph_name: &str,
         opset: i64,
         metadata: &[(&str, String)],
     ) -> pb::ModelProto {
+        // Constants made for a form the builder did not take are not written.
+        let used: std::collections::HashSet<&str> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        let initializers: Vec<pb::TensorProto> = std::mem::take(&mut self.initializers)
+            .into_iter()
+            .filter(|t| used.contains(t.name.as_str()))
+            .collect();
         pb::ModelProto {
             ir_version: ir_version(opset),
             opset_import: vec![pb::OperatorSetIdProto {
@@ -176,7 +186,7 @@ impl GraphWriter {
             graph: Some(pb::GraphProto {
                 name: graph_name.into(),
                 node: self.nodes,
-                initializer: self.initializers,
+                initializer: initializers,
                 input: self.inputs,
                 output: self.outputs,
                 ..Default::default()
