@@ -466,3 +466,44 @@ fn presets_match_the_released_shapes() {
         assert_eq!(n, params, "{arch:?}");
     }
 }
+
+#[test]
+fn exports_with_external_data_load_and_match() {
+    use tract_onnx::prelude::*;
+    let model = ModelDir::load(&fixture("tiny_mlp")).unwrap();
+    let dir = std::env::temp_dir().join(format!("dinoedge-bb-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.onnx");
+    let size = InputSize::new(224, 224);
+    let written = model
+        .write_onnx(size, &GraphOptions::default(), &path, true)
+        .unwrap();
+    let graph_len = std::fs::metadata(&path).unwrap().len();
+    let data_len = std::fs::metadata(dir.join("m.onnx.data")).unwrap().len();
+    assert_eq!(written, graph_len + data_len);
+    // The weights (over 150,000 parameters) went to the side file.
+    assert!(
+        graph_len < 100_000 && data_len > 600_000,
+        "{graph_len} {data_len}"
+    );
+    let plan = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .with_input_fact(0, f32::fact([1, 3, 224, 224]).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let pixels = npy::read_pixels(&fixture("input_224x224.npy")).unwrap();
+    let out = plan.run(tvec![Tensor::from(pixels).into_tvalue()]).unwrap();
+    let out = out[0].to_plain_array_view::<f32>().unwrap().to_owned();
+    let expected: ArrayD<f32> = read_npy(fixture("tiny_mlp").join("expected_224x224.npy")).unwrap();
+    let max = out
+        .iter()
+        .zip(expected.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(max <= 1e-4, "{max:e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

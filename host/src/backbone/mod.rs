@@ -98,6 +98,9 @@ pub struct ModelDir {
     pub random_weights: bool,
 }
 
+/// Weight bytes from which an export puts the weights in a side file (protobuf's limit is 2 GB).
+pub const EXTERNAL_DATA_THRESHOLD: usize = 1 << 30;
+
 /// The weights file's name in a model folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The configuration file's name in a model folder.
@@ -142,7 +145,7 @@ impl ModelDir {
         self.weights.save(&dir.join(WEIGHTS_FILE))
     }
 
-    /// The ONNX model for `size` as bytes (what `dinoedge model export` writes).
+    /// The ONNX model for `size` as bytes, weights included.
     pub fn export_onnx(
         &self,
         size: InputSize,
@@ -150,5 +153,38 @@ impl ModelDir {
     ) -> Result<Vec<u8>, BackboneError> {
         let proto = graph::build_graph(&self.config, &self.weights, size, options)?;
         Ok(onnx::to_bytes(&proto))
+    }
+
+    /// Writes the ONNX model for `size` to `path` (what `dinoedge model export` does). From
+    /// [`EXTERNAL_DATA_THRESHOLD`] bytes of weights (or when `external` is set) the weights go to
+    /// `<file name>.data` beside it, in ONNX's external-data form, since one protobuf message
+    /// cannot exceed 2 GB. Returns the bytes written in all.
+    pub fn write_onnx(
+        &self,
+        size: InputSize,
+        options: &GraphOptions,
+        path: &Path,
+        external: bool,
+    ) -> Result<u64, BackboneError> {
+        let mut proto = graph::build_graph(&self.config, &self.weights, size, options)?;
+        let weight_bytes = 4 * self.weights.parameter_count();
+        let io = |path: PathBuf| move |source| BackboneError::Io { path, source };
+        let mut written = 0u64;
+        if external || weight_bytes >= EXTERNAL_DATA_THRESHOLD {
+            let name = path
+                .file_name()
+                .map(|n| format!("{}.data", n.to_string_lossy()))
+                .ok_or_else(|| BackboneError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+                })?;
+            let blob = onnx::externalize(&mut proto, &name, 1024);
+            let data_path = path.with_file_name(&name);
+            std::fs::write(&data_path, &blob).map_err(io(data_path.clone()))?;
+            written += blob.len() as u64;
+        }
+        let bytes = onnx::to_bytes(&proto);
+        std::fs::write(path, &bytes).map_err(io(path.to_path_buf()))?;
+        Ok(written + bytes.len() as u64)
     }
 }

@@ -84,6 +84,10 @@ pub struct ExportArgs {
     batch: Option<usize>,
     #[command(flatten)]
     graph: GraphArgs,
+    /// Put the weights in FILE.onnx.data beside the graph (ONNX external data); automatic from
+    /// 1 GiB of weights, since a protobuf message cannot exceed 2 GB.
+    #[arg(long)]
+    external_data: bool,
     /// ONNX file to write.
     #[arg(short, long)]
     output: PathBuf,
@@ -109,10 +113,13 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             let model = ModelDir::load(&args.model)
                 .with_context(|| format!("loading model {}", args.model.display()))?;
             let bytes = model
-                .export_onnx(args.size, &args.graph.options(args.batch))
-                .context("building the graph")?;
-            std::fs::write(&args.output, &bytes)
-                .with_context(|| format!("writing {}", args.output.display()))?;
+                .write_onnx(
+                    args.size,
+                    &args.graph.options(args.batch),
+                    &args.output,
+                    args.external_data,
+                )
+                .with_context(|| format!("exporting {}", args.output.display()))?;
             println!(
                 "{}: {} at {} ({} tokens), {:.1} MB{}",
                 args.output.display(),
@@ -121,7 +128,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 model.config.prefix_tokens()
                     + (args.size.height / model.config.patch_size)
                         * (args.size.width / model.config.patch_size),
-                bytes.len() as f64 / 1e6,
+                bytes as f64 / 1e6,
                 random_label(model.random_weights)
             );
             Ok(ExitCode::SUCCESS)
