@@ -305,6 +305,17 @@ fn sizes_that_are_not_multiples_of_the_patch_are_refused() {
             .to_string()
             .contains("224x224")
     );
+    // A size whose attention alone would exhaust memory is refused up front.
+    let e = Backbone::load(
+        &model,
+        InputSize::new(4096, 4096),
+        &RuntimeOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, BackboneError::InputSize { .. }) && e.to_string().contains("GiB"),
+        "{e}"
+    );
     assert!("22ax224".parse::<InputSize>().is_err());
     assert_eq!(
         "160x240".parse::<InputSize>().unwrap(),

@@ -258,6 +258,38 @@ impl Builder<'_> {
     }
 }
 
+/// The largest attention score buffer (one block, all heads, f32) a graph may need; far beyond
+/// any bedside use, it turns an absurd size into an error instead of an allocation failure.
+pub const MAX_ATTENTION_BYTES: u64 = 8 << 30;
+
+/// Refuses sizes whose attention scores alone would not fit in memory.
+fn check_attention_memory(
+    c: &Dinov3Config,
+    size: InputSize,
+    options: &GraphOptions,
+) -> Result<(), BackboneError> {
+    let tokens =
+        (c.prefix_tokens() + (size.height / c.patch_size) * (size.width / c.patch_size)) as u64;
+    let keys = tokens.next_multiple_of(options.key_multiple.max(1) as u64);
+    let bytes = (options.batch.unwrap_or(1) as u64)
+        .saturating_mul(c.num_attention_heads as u64)
+        .saturating_mul(tokens)
+        .saturating_mul(keys)
+        .saturating_mul(4);
+    if bytes > MAX_ATTENTION_BYTES {
+        return Err(BackboneError::InputSize {
+            height: size.height,
+            width: size.width,
+            reason: format!(
+                "{tokens} tokens: attention would need {:.1} GiB per block (limit {} GiB)",
+                bytes as f64 / (1u64 << 30) as f64,
+                MAX_ATTENTION_BYTES >> 30
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Builds the ONNX model of `weights` (checked against `config`) for inputs of `size`.
 pub fn build_graph(
     config: &Dinov3Config,
@@ -266,6 +298,7 @@ pub fn build_graph(
     options: &GraphOptions,
 ) -> Result<pb::ModelProto, BackboneError> {
     size.check(config.patch_size)?;
+    check_attention_memory(config, size, options)?;
     if let Some(&bad) = options
         .intermediate_blocks
         .iter()
