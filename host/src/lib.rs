@@ -16,4 +16,5 @@ pub use dinoedge_proto as proto;
 pub mod backbone;
 pub mod link;
 pub mod preprocess;
+pub mod probe;
 pub mod wire_tools;
