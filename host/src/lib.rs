@@ -14,6 +14,7 @@
 pub use dinoedge_proto as proto;
 
 pub mod backbone;
+pub mod heads;
 pub mod link;
 pub mod preprocess;
 pub mod probe;

@@ -254,6 +254,21 @@ impl Weights {
         &self.stored_as
     }
 
+    /// A content fingerprint of the tensors inference uses: CRC-32 over names and widened f32
+    /// values, in name order. Heads record it, to refuse running on another backbone.
+    pub fn fingerprint(&self) -> String {
+        let mut h = crc32fast::Hasher::new();
+        for (name, t) in &self.tensors {
+            if UNUSED_TENSORS.contains(&name.as_str()) {
+                continue;
+            }
+            h.update(name.as_bytes());
+            let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+        format!("crc32:{:08x}", h.finalize())
+    }
+
     /// The seed, when these are random weights from `dinoedge model init`.
     pub fn random_seed(&self) -> Option<u64> {
         self.random_seed
