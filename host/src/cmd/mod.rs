@@ -5,6 +5,7 @@ mod features;
 mod link;
 mod model;
 mod preprocess;
+mod probe;
 mod wire;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// Preprocess image files (PNG, JPEG) as frames are: region of interest, antialiased resize,
     /// ImageNet normalisation; write the batch as a .npy for `features`.
     Preprocess(preprocess::PreprocessArgs),
+    /// Fit heads on frozen features of labelled images, and measure them.
+    #[command(subcommand)]
+    Probe(probe::ProbeCommand),
     /// Time the backbone alone with tract: median, p90, min and max ms per frame, frames/s.
     BenchModel(bench_model::BenchModelArgs),
     /// Print the protocol and software versions.
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(cmd) => model::run(cmd),
         Command::Features(args) => features::run(args),
         Command::Preprocess(args) => preprocess::run(args),
+        Command::Probe(cmd) => probe::run(cmd),
         Command::BenchModel(args) => bench_model::run(args),
         Command::Version => {
             println!(

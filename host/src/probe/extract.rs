@@ -1,0 +1,201 @@
+//! Feature extraction for probing: every image through preprocessing and the frozen backbone
+//! once, one tract state per worker, with an on-disk cache keyed by model, size, feature kind
+//! and file content.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ndarray::{Array2, Axis};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+
+use crate::backbone::Backbone;
+use crate::heads::{HeadInput, cls_mean_patch, patch_features};
+use crate::preprocess::{FrameRef, PreprocessConfig, Preprocessor, load_image};
+use crate::proto::message::PixelFormat;
+
+/// Why one image yielded no features.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExtractError {
+    /// The image could not be read, decoded or preprocessed.
+    #[error("{path}: {reason}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The backbone failed on it.
+    #[error("{path}: backbone: {reason}")]
+    Backbone {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The features hold NaN or infinite values.
+    #[error("{path}: features hold NaN or infinite values")]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// One image's result, filled by whichever worker took it.
+type Slot = Mutex<Option<Result<Array2<f32>, ExtractError>>>;
+
+/// Where features come from and go.
+pub struct Extractor<'a> {
+    /// The backbone, prepared for batch 1 at the head's size, with the intermediate blocks the
+    /// features need.
+    pub backbone: &'a Backbone,
+    /// The backbone's weight fingerprint (part of the cache key).
+    pub fingerprint: String,
+    /// Features wanted.
+    pub input: HeadInput,
+    /// Cache folder; `None` for no cache.
+    pub cache: Option<PathBuf>,
+    /// Parallel workers (one tract state each).
+    pub workers: usize,
+}
+
+impl Extractor<'_> {
+    fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
+        let dir = self.cache.as_ref()?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(bytes);
+        let size = self.backbone.size();
+        let kind = match &self.input {
+            HeadInput::ClsMeanPatch => "clsmean".to_string(),
+            HeadInput::Patch { blocks } => format!(
+                "patch{}",
+                blocks.iter().map(|b| format!("-{b}")).collect::<String>()
+            ),
+        };
+        let fp = self.fingerprint.replace(':', "");
+        Some(dir.join(format!(
+            "{fp}-{size}-{kind}-{:08x}-{}.npy",
+            h.finalize(),
+            bytes.len()
+        )))
+    }
+
+    fn one(
+        &self,
+        path: &Path,
+        pre: &mut Preprocessor,
+        state: &mut crate::backbone::BackboneState,
+    ) -> Result<Array2<f32>, ExtractError> {
+        let bytes = std::fs::read(path).map_err(|e| ExtractError::Image {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let cached = self.cache_path(&bytes);
+        if let Some(c) = &cached
+            && let Ok(f) = std::fs::File::open(c)
+            && let Ok(a) = Array2::<f32>::read_npy(std::io::BufReader::new(f))
+        {
+            return Ok(a);
+        }
+        let (width, height, rgb) = load_image(path).map_err(|e| ExtractError::Image {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let x = pre
+            .run(FrameRef {
+                format: PixelFormat::Rgb888,
+                width,
+                height,
+                data: &rgb,
+            })
+            .map_err(|e| ExtractError::Image {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let f = state.run(x.view()).map_err(|e| ExtractError::Backbone {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let out = match &self.input {
+            HeadInput::ClsMeanPatch => cls_mean_patch(&f, 0).map(|v| v.insert_axis(Axis(0))),
+            HeadInput::Patch { blocks } => patch_features(&f, 0, blocks),
+        }
+        .ok_or_else(|| ExtractError::Backbone {
+            path: path.to_path_buf(),
+            reason: "features missing a requested block".into(),
+        })?;
+        if out.iter().any(|v| !v.is_finite()) {
+            return Err(ExtractError::NonFinite {
+                path: path.to_path_buf(),
+            });
+        }
+        // A cache that cannot be written only costs time later.
+        if let Some(c) = cached
+            && std::fs::create_dir_all(c.parent().unwrap_or(Path::new("."))).is_ok()
+            && let Ok(file) = std::fs::File::create(&c)
+        {
+            let _ = out.write_npy(std::io::BufWriter::new(file));
+        }
+        Ok(out)
+    }
+
+    /// Features of every path, in order; `on_done` is called once per image (for progress).
+    pub fn run(
+        &self,
+        paths: &[PathBuf],
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<Result<Array2<f32>, ExtractError>> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Slot> = paths.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..self.workers.max(1) {
+                scope.spawn(|| {
+                    let mut pre = Preprocessor::new(PreprocessConfig::new(self.backbone.size()));
+                    let mut state = match self.backbone.state() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            // Every image this worker would take gets the error.
+                            while let Some(i) = Some(next.fetch_add(1, Ordering::Relaxed))
+                                .filter(|&i| i < paths.len())
+                            {
+                                if let (Some(slot), Some(p)) = (results.get(i), paths.get(i))
+                                    && let Ok(mut s) = slot.lock()
+                                {
+                                    *s = Some(Err(ExtractError::Backbone {
+                                        path: p.clone(),
+                                        reason: e.to_string(),
+                                    }));
+                                }
+                                on_done();
+                            }
+                            return;
+                        }
+                    };
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(path), Some(slot)) = (paths.get(i), results.get(i)) else {
+                            break;
+                        };
+                        let r = self.one(path, &mut pre, &mut state);
+                        if let Ok(mut s) = slot.lock() {
+                            *s = Some(r);
+                        }
+                        on_done();
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .zip(paths)
+            .map(|(m, p)| {
+                m.into_inner().ok().flatten().unwrap_or_else(|| {
+                    Err(ExtractError::Backbone {
+                        path: p.clone(),
+                        reason: "worker stopped".into(),
+                    })
+                })
+            })
+            .collect()
+    }
+}

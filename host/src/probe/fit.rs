@@ -1,0 +1,238 @@
+//! The linear-evaluation protocol: a sweep of the regularisation strength, each value fitted on
+//! a training split and scored on a validation split that keeps subjects apart, then the chosen
+//! value refitted on both.
+
+use ndarray::{Array2, ArrayView2, Axis, concatenate};
+
+use super::logreg::{
+    ClassWeight, FitError, LinearClassifier, LogRegConfig, fit_multi_label, fit_single_label,
+};
+use super::metrics::{balanced_accuracy, roc_auc};
+
+/// How to fit.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Values of C tried.
+    pub c_grid: Vec<f64>,
+    /// Fraction of groups held out for choosing C.
+    pub val_fraction: f64,
+    /// Seed of the validation split (and of patch subsampling).
+    pub seed: u64,
+    /// Class weighting.
+    pub class_weight: ClassWeight,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            // 1e-4 .. 1e2, as in the DINOv3 linear evaluation's logistic-regression sweep.
+            c_grid: (0..=12)
+                .map(|i| 10f64.powf(-4.0 + 0.5 * f64::from(i)))
+                .collect(),
+            val_fraction: 0.2,
+            seed: 0,
+            class_weight: ClassWeight::Balanced,
+        }
+    }
+}
+
+/// A fitted head and how it was chosen.
+#[derive(Clone, Debug)]
+pub struct FitOutcome {
+    /// The classifier refitted on all given samples with the chosen C.
+    pub classifier: LinearClassifier,
+    /// The chosen C.
+    pub c: f64,
+    /// (C, validation score) for each C tried.
+    pub sweep: Vec<(f64, f64)>,
+    /// What the score is.
+    pub score_name: &'static str,
+    /// Samples used for training and validation in the sweep.
+    pub train_samples: usize,
+    /// Validation samples.
+    pub val_samples: usize,
+}
+
+/// Labels of the samples of a probe.
+#[derive(Clone, Debug)]
+pub enum Labels {
+    /// One class per sample.
+    Single(Vec<usize>),
+    /// Flags per class per sample.
+    Multi(Vec<Vec<bool>>),
+}
+
+impl Labels {
+    fn len(&self) -> usize {
+        match self {
+            Labels::Single(v) => v.len(),
+            Labels::Multi(v) => v.len(),
+        }
+    }
+    fn pick(&self, idx: &[usize]) -> Labels {
+        match self {
+            Labels::Single(v) => {
+                Labels::Single(idx.iter().filter_map(|&i| v.get(i).copied()).collect())
+            }
+            Labels::Multi(v) => {
+                Labels::Multi(idx.iter().filter_map(|&i| v.get(i).cloned()).collect())
+            }
+        }
+    }
+}
+
+fn fit_once(
+    x: ArrayView2<f32>,
+    labels: &Labels,
+    classes: usize,
+    config: &LogRegConfig,
+) -> Result<LinearClassifier, FitError> {
+    Ok(match labels {
+        Labels::Single(y) => fit_single_label(x, y, classes, config)?.0,
+        Labels::Multi(y) => fit_multi_label(x, y, classes, config)?.0,
+    })
+}
+
+fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> f64 {
+    let p = model.predict_proba(x);
+    match labels {
+        Labels::Single(y) => balanced_accuracy(p.view(), y),
+        Labels::Multi(y) => {
+            let aucs: Vec<f64> = (0..p.ncols())
+                .filter_map(|k| {
+                    let truth: Vec<bool> = y
+                        .iter()
+                        .map(|l| l.get(k).copied().unwrap_or(false))
+                        .collect();
+                    roc_auc(&p.column(k).to_vec(), &truth)
+                })
+                .collect();
+            aucs.iter().sum::<f64>() / aucs.len().max(1) as f64
+        }
+    }
+}
+
+/// Whether the group goes to validation: a hash of seed and group, as the dataset split does
+/// (with its own seed, so the two splits are independent).
+pub fn in_validation(group: &str, seed: u64, fraction: f64) -> bool {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seed.wrapping_add(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    h.update(group.as_bytes());
+    f64::from(h.finalize()) / f64::from(u32::MAX) < fraction
+}
+
+/// Sweeps C with a validation split by `groups` (one per sample), then refits on everything.
+/// Falls back to the middle of the grid when a split leaves a class out.
+pub fn fit_with_sweep(
+    x: ArrayView2<f32>,
+    labels: &Labels,
+    groups: &[String],
+    classes: usize,
+    options: &FitOptions,
+) -> Result<FitOutcome, FitError> {
+    if labels.len() != x.nrows() || groups.len() != x.nrows() {
+        return Err(FitError::Labels(format!(
+            "{} labels and {} groups for {} samples",
+            labels.len(),
+            groups.len(),
+            x.nrows()
+        )));
+    }
+    let (val, train): (Vec<usize>, Vec<usize>) = (0..x.nrows()).partition(|&i| {
+        groups
+            .get(i)
+            .is_some_and(|g| in_validation(g, options.seed, options.val_fraction))
+    });
+    let score_name = match labels {
+        Labels::Single(_) => "balanced accuracy",
+        Labels::Multi(_) => "mean ROC AUC",
+    };
+    let base = LogRegConfig {
+        class_weight: options.class_weight,
+        ..Default::default()
+    };
+    let mut sweep = Vec::new();
+    if !val.is_empty() && !train.is_empty() {
+        let (xt, xv) = (x.select(Axis(0), &train), x.select(Axis(0), &val));
+        let (lt, lv) = (labels.pick(&train), labels.pick(&val));
+        for &c in &options.c_grid {
+            match fit_once(xt.view(), &lt, classes, &LogRegConfig { c, ..base }) {
+                Ok(m) => sweep.push((c, score(&m, xv.view(), &lv))),
+                // A class absent from the training side: the split cannot choose C.
+                Err(FitError::EmptyClass { .. }) => {
+                    sweep.clear();
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // Best score; on ties the stronger regularisation (smaller C).
+    let c = sweep
+        .iter()
+        .fold(None::<(f64, f64)>, |best, &(c, s)| match best {
+            Some((_, bs)) if bs >= s => best,
+            _ => Some((c, s)),
+        })
+        .map(|(c, _)| c)
+        .or_else(|| options.c_grid.get(options.c_grid.len() / 2).copied())
+        .unwrap_or(1.0);
+    let classifier = fit_once(x, labels, classes, &LogRegConfig { c, ..base })?;
+    Ok(FitOutcome {
+        classifier,
+        c,
+        sweep,
+        score_name,
+        train_samples: train.len(),
+        val_samples: val.len(),
+    })
+}
+
+/// Stacks per-image patch features `[P, F]` (and their labels) into one sample matrix, keeping
+/// at most `max_samples` patches: every patch of a rare class, then an even subsample of the
+/// rest, deterministically.
+pub fn stack_patches(
+    per_image: &[(Array2<f32>, Vec<u8>, String)],
+    classes: usize,
+    max_samples: usize,
+) -> (Array2<f32>, Vec<usize>, Vec<String>) {
+    let mut counts = vec![0usize; classes];
+    for (_, l, _) in per_image {
+        for &c in l {
+            if let Some(n) = counts.get_mut(usize::from(c)) {
+                *n += 1;
+            }
+        }
+    }
+    // Keep-rate per class: all of a class when it is small, evenly thinned otherwise.
+    let share = max_samples / classes.max(1);
+    let keep_every: Vec<usize> = counts
+        .iter()
+        .map(|&n| {
+            if n <= share {
+                1
+            } else {
+                n.div_ceil(share.max(1))
+            }
+        })
+        .collect();
+    let mut seen = vec![0usize; classes];
+    let (mut rows, mut labels, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    for (x, l, g) in per_image {
+        for (i, &c) in l.iter().enumerate() {
+            let ci = usize::from(c);
+            let (Some(s), Some(&every)) = (seen.get_mut(ci), keep_every.get(ci)) else {
+                continue;
+            };
+            *s += 1;
+            if (*s - 1) % every == 0 {
+                rows.push(x.row(i).insert_axis(Axis(0)));
+                labels.push(ci);
+                groups.push(g.clone());
+            }
+        }
+    }
+    let x = concatenate(Axis(0), &rows)
+        .unwrap_or_else(|_| Array2::zeros((0, per_image.first().map_or(0, |p| p.0.ncols()))));
+    (x, labels, groups)
+}
