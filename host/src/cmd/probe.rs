@@ -60,6 +60,11 @@ pub struct DataArgs {
     /// Skip images that cannot be read or processed, naming each, instead of stopping.
     #[arg(long)]
     skip_bad: bool,
+    /// Drop duplicate images before splitting: difference hashes within this many bits of an
+    /// earlier image's (0: identical thumbnails; 4 catches re-encodings and small edits). Copies
+    /// that carry different labels are all dropped.
+    #[arg(long)]
+    dedupe: Option<u32>,
     /// Feature cache folder (keyed by model, size, features and file content).
     #[arg(long, default_value = "target/dinoedge-feature-cache")]
     cache: PathBuf,
@@ -134,6 +139,24 @@ fn source(data: &DataArgs, classes: Option<Vec<String>>) -> DatasetSource {
 }
 
 /// The dataset's items on the side asked for: all, the kept side (fit) or the held-out side (eval).
+fn open_dataset(
+    task: Task,
+    data: &DataArgs,
+    classes: Option<Vec<String>>,
+) -> anyhow::Result<Dataset> {
+    let mut ds = Dataset::open(task, &source(data, classes))?;
+    if let Some(bits) = data.dedupe {
+        let (dups, conflicts) = ds.dedupe(bits);
+        eprintln!(
+            "dedupe: dropped {} duplicate image(s) and {} image(s) whose copies carry different labels; {} remain",
+            dups.len(),
+            conflicts.len(),
+            ds.items.len()
+        );
+    }
+    Ok(ds)
+}
+
 fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
     if data.test_fraction <= 0.0 {
         return (0..ds.items.len()).collect();
@@ -228,7 +251,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         "none" => ClassWeight::None,
         other => bail!("--class-weight {other:?}: expected balanced or none"),
     };
-    let ds = Dataset::open(args.task, &source(&args.data, args.classes.clone()))?;
+    let ds = open_dataset(args.task, &args.data, args.classes.clone())?;
     let idx = select(&ds, &args.data, false);
     let input = match args.task {
         Task::Classify => HeadInput::ClsMeanPatch,
@@ -375,7 +398,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         HeadInput::ClsMeanPatch => Vec::new(),
     };
     head.check_fits(&model, size, &blocks)?;
-    let ds = Dataset::open(spec.task, &source(&args.data, Some(spec.classes.clone())))?;
+    let ds = open_dataset(spec.task, &args.data, Some(spec.classes.clone()))?;
     if spec.task == Task::Classify && ds.classes != spec.classes {
         bail!(
             "the dataset's classes {:?} differ from the head's {:?}",

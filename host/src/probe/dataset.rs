@@ -333,6 +333,51 @@ impl Dataset {
         (kept, held)
     }
 
+    /// Drops duplicate images: the same picture whatever its file name, encoding, size or
+    /// small edits, judged by a 64-bit difference hash (grey 9x8 thumbnail, one bit per
+    /// horizontal gradient) within `max_distance` bits of an earlier image's. A duplicate with
+    /// the same label is dropped; pictures that carry different labels are dropped in every copy,
+    /// as no label can be trusted. Returns (dropped duplicates, dropped conflicting images).
+    /// Unreadable images are kept, for extraction to report.
+    pub fn dedupe(&mut self, max_distance: u32) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let mut seen: Vec<(u64, usize)> = Vec::new();
+        let mut conflicting = std::collections::BTreeSet::new();
+        let mut drop = std::collections::BTreeSet::new();
+        for (i, item) in self.items.iter().enumerate() {
+            let Ok(img) = image::open(&item.path) else {
+                continue;
+            };
+            let hash = difference_hash(&img);
+            match seen
+                .iter()
+                .find(|(h, _)| (h ^ hash).count_ones() <= max_distance)
+            {
+                None => seen.push((hash, i)),
+                Some(&(_, j)) if self.items.get(j).map(|it| &it.target) == Some(&item.target) => {
+                    drop.insert(i);
+                }
+                Some(&(_, j)) => {
+                    conflicting.insert(i);
+                    conflicting.insert(j);
+                }
+            }
+        }
+        let mut dup_paths = Vec::new();
+        let mut conflict_paths = Vec::new();
+        let mut kept = Vec::new();
+        for (i, item) in std::mem::take(&mut self.items).into_iter().enumerate() {
+            if conflicting.contains(&i) {
+                conflict_paths.push(item.path);
+            } else if drop.contains(&i) {
+                dup_paths.push(item.path);
+            } else {
+                kept.push(item);
+            }
+        }
+        self.items = kept;
+        (dup_paths, conflict_paths)
+    }
+
     /// Single-label class of each item (for classification), `None` for other targets.
     pub fn class_of(&self, i: usize) -> Option<usize> {
         match self.items.get(i).map(|it| &it.target) {
@@ -340,6 +385,21 @@ impl Dataset {
             _ => None,
         }
     }
+}
+
+/// The 64-bit difference hash of an image: a 9x8 grey thumbnail, bit set where a pixel is
+/// darker than its right neighbour.
+pub fn difference_hash(img: &image::DynamicImage) -> u64 {
+    let small =
+        image::imageops::resize(&img.to_luma8(), 9, 8, image::imageops::FilterType::Triangle);
+    let mut h = 0u64;
+    for y in 0..8 {
+        for x in 0..8 {
+            let (a, b) = (small.get_pixel(x, y).0[0], small.get_pixel(x + 1, y).0[0]);
+            h = (h << 1) | u64::from(a < b);
+        }
+    }
+    h
 }
 
 /// Reads a `path,label[,group]` CSV (header required; labels separated by `;` make it
