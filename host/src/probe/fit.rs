@@ -5,7 +5,7 @@
 use ndarray::{Array2, ArrayView2, Axis, concatenate};
 
 use super::logreg::{
-    ClassWeight, FitError, LinearClassifier, LogRegConfig, fit_multi_label, fit_single_label,
+    ClassWeight, FitError, LinearClassifier, LogRegConfig, fit_multi_label, fit_single_label_from,
 };
 use super::metrics::{balanced_accuracy, roc_auc};
 
@@ -86,9 +86,10 @@ fn fit_once(
     labels: &Labels,
     classes: usize,
     config: &LogRegConfig,
+    warm: Option<&LinearClassifier>,
 ) -> Result<LinearClassifier, FitError> {
     Ok(match labels {
-        Labels::Single(y) => fit_single_label(x, y, classes, config)?.0,
+        Labels::Single(y) => fit_single_label_from(x, y, classes, config, warm)?.0,
         Labels::Multi(y) => fit_multi_label(x, y, classes, config)?.0,
     })
 }
@@ -152,12 +153,28 @@ pub fn fit_with_sweep(
         ..Default::default()
     };
     let mut sweep = Vec::new();
+    let mut grid = options.c_grid.clone();
+    grid.sort_by(f64::total_cmp);
+    // Each fit starts from the previous (smaller) C's solution, and the final refit from the
+    // chosen one's.
+    let mut warm: Option<LinearClassifier> = None;
+    let mut fitted: Vec<(f64, LinearClassifier)> = Vec::new();
     if !val.is_empty() && !train.is_empty() {
         let (xt, xv) = (x.select(Axis(0), &train), x.select(Axis(0), &val));
         let (lt, lv) = (labels.pick(&train), labels.pick(&val));
-        for &c in &options.c_grid {
-            match fit_once(xt.view(), &lt, classes, &LogRegConfig { c, ..base }) {
-                Ok(m) => sweep.push((c, score(&m, xv.view(), &lv))),
+        for &c in &grid {
+            match fit_once(
+                xt.view(),
+                &lt,
+                classes,
+                &LogRegConfig { c, ..base },
+                warm.as_ref(),
+            ) {
+                Ok(m) => {
+                    sweep.push((c, score(&m, xv.view(), &lv)));
+                    warm = Some(m.clone());
+                    fitted.push((c, m));
+                }
                 // A class absent from the training side: the split cannot choose C.
                 Err(FitError::EmptyClass { .. }) => {
                     sweep.clear();
@@ -175,9 +192,10 @@ pub fn fit_with_sweep(
             _ => Some((c, s)),
         })
         .map(|(c, _)| c)
-        .or_else(|| options.c_grid.get(options.c_grid.len() / 2).copied())
+        .or_else(|| grid.get(grid.len() / 2).copied())
         .unwrap_or(1.0);
-    let classifier = fit_once(x, labels, classes, &LogRegConfig { c, ..base })?;
+    let start = fitted.iter().find(|(fc, _)| *fc == c).map(|(_, m)| m);
+    let classifier = fit_once(x, labels, classes, &LogRegConfig { c, ..base }, start)?;
     Ok(FitOutcome {
         classifier,
         c,

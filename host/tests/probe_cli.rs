@@ -1,0 +1,329 @@
+//! `dinoedge probe fit` and `probe eval` end to end on small synthetic datasets with the tiny
+//! fixture backbone, and their bad-input paths.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn dinoedge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn model(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dinoedge-probe-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A 40x30 grey image: `level` plus a little deterministic texture.
+fn grey(path: &Path, level: u8, seed: u32) {
+    let img = image::GrayImage::from_fn(40, 30, |x, y| {
+        let t = (x * 7 + y * 13 + seed * 31) % 17;
+        image::Luma([level.saturating_add(t as u8)])
+    });
+    img.save(path).unwrap();
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn classification_fit_then_eval_separates_bright_from_dark() {
+    let dir = scratch("cls");
+    let data = dir.join("data");
+    for (class, level) in [("bright", 200u8), ("dark", 20)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..10 {
+            grey(
+                &data.join(class).join(format!("p{i:02}_{class}.png")),
+                level,
+                i,
+            );
+        }
+    }
+    let head = dir.join("head");
+    let cache = dir.join("cache");
+    let (code, out, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "classify",
+        "--data",
+        &s(&data),
+        "--size",
+        "32x32",
+        "--group-by",
+        r"^(p\d+)_",
+        "--cache",
+        &s(&cache),
+        "-o",
+        &s(&head),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 classes, 20 images"), "{out}");
+    assert!(head.join("head.json").exists() && head.join("head.safetensors").exists());
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(head.join("head.json")).unwrap()).unwrap();
+    assert_eq!(spec["classes"], serde_json::json!(["bright", "dark"]));
+    assert_eq!(spec["size"], serde_json::json!([32, 32]));
+    assert_eq!(spec["input"]["kind"], "cls_mean_patch");
+
+    let report = dir.join("report");
+    let (code, out, err) = dinoedge(&[
+        "probe",
+        "eval",
+        "--model",
+        &model("tiny_mlp"),
+        "--head",
+        &s(&head),
+        "--data",
+        &s(&data),
+        "--cache",
+        &s(&cache),
+        "--report",
+        &s(&report),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("accuracy"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert!(r["accuracy"].as_f64().unwrap() >= 0.95, "{r}");
+    assert_eq!(r["images"], 20);
+    assert!(report.join("confusion.png").exists());
+
+    // The head refuses another backbone, by name.
+    let (code, _, err) = dinoedge(&[
+        "probe",
+        "eval",
+        "--model",
+        &model("tiny_swiglu"),
+        "--head",
+        &s(&head),
+        "--data",
+        &s(&data),
+        "--cache",
+        &s(&cache),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not fit"), "{err}");
+
+    // An unreadable image stops the run, named; --skip-bad skips it, named.
+    std::fs::write(data.join("dark").join("p99_broken.png"), b"not a png").unwrap();
+    let (m, d, c, o) = (
+        model("tiny_mlp"),
+        s(&data),
+        s(&cache),
+        s(&dir.join("head2")),
+    );
+    let fit_args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "probe", "fit", "--model", &m, "--task", "classify", "--data", &d,
+        ];
+        a.extend(["--size", "32x32", "--cache", &c, "-o", &o]);
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<String>>()
+    };
+    let run = |v: Vec<String>| dinoedge(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, err) = run(fit_args(&[]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("p99_broken.png") && err.contains("--skip-bad"),
+        "{err}"
+    );
+    let (code, out, err) = run(fit_args(&["--skip-bad"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("skipped 1 image") && err.contains("p99_broken.png"),
+        "{err}"
+    );
+    assert!(out.contains("20 images"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn segmentation_fit_then_eval_reports_dice() {
+    let dir = scratch("seg");
+    let (images, masks) = (dir.join("images"), dir.join("masks"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&masks).unwrap();
+    for i in 0..8u32 {
+        // A bright 24x24 square on a dark 64x64 frame, in a different place each time.
+        let (x0, y0) = (4 + (i * 5) % 32, 6 + (i * 11) % 30);
+        let inside = |x: u32, y: u32| (x0..x0 + 24).contains(&x) && (y0..y0 + 24).contains(&y);
+        image::GrayImage::from_fn(64, 64, |x, y| {
+            image::Luma([if inside(x, y) {
+                220
+            } else {
+                30 + ((x + y) % 5) as u8
+            }])
+        })
+        .save(images.join(format!("{i}.png")))
+        .unwrap();
+        image::GrayImage::from_fn(64, 64, |x, y| {
+            image::Luma([if inside(x, y) { 255 } else { 0 }])
+        })
+        .save(masks.join(format!("{i}.png")))
+        .unwrap();
+    }
+    let head = dir.join("head");
+    let cache = dir.join("cache");
+    let (code, out, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "segment",
+        "--data",
+        &s(&images),
+        "--masks",
+        &s(&masks),
+        "--classes",
+        "background,square",
+        "--size",
+        "64x64",
+        "--blocks",
+        "0",
+        "--cache",
+        &s(&cache),
+        "-o",
+        &s(&head),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("8 images (128 samples)"), "{out}");
+    let report = dir.join("report");
+    let (code, out, err) = dinoedge(&[
+        "probe",
+        "eval",
+        "--model",
+        &model("tiny_mlp"),
+        "--head",
+        &s(&head),
+        "--data",
+        &s(&images),
+        "--masks",
+        &s(&masks),
+        "--cache",
+        &s(&cache),
+        "--report",
+        &s(&report),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Dice"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    let dice = r["per_class"][1]["dice"].as_f64().unwrap();
+    assert!(dice > 0.5 && dice <= 1.0, "{r}");
+    assert!(report.join("overlays.png").exists());
+
+    // A mask of the wrong size, and a mask with a value that is no class, are named.
+    image::GrayImage::new(10, 10)
+        .save(masks.join("3.png"))
+        .unwrap();
+    let (code, _, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "segment",
+        "--data",
+        &s(&images),
+        "--masks",
+        &s(&masks),
+        "--size",
+        "64x64",
+        "--cache",
+        &s(&cache),
+        "-o",
+        &s(&dir.join("h2")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("3.png") && err.contains("10x10"), "{err}");
+    image::GrayImage::from_pixel(64, 64, image::Luma([7]))
+        .save(masks.join("3.png"))
+        .unwrap();
+    let (code, _, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "segment",
+        "--data",
+        &s(&images),
+        "--masks",
+        &s(&masks),
+        "--size",
+        "64x64",
+        "--cache",
+        &s(&cache),
+        "-o",
+        &s(&dir.join("h2")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("3.png") && err.contains("value 7"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn empty_datasets_and_classes_are_errors() {
+    let dir = scratch("empty");
+    let (code, _, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "classify",
+        "--data",
+        &s(&dir),
+        "-o",
+        &s(&dir.join("h")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("holds no labelled images"), "{err}");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    let (code, _, err) = dinoedge(&[
+        "probe",
+        "fit",
+        "--model",
+        &model("tiny_mlp"),
+        "--task",
+        "classify",
+        "--data",
+        &s(&dir),
+        "-o",
+        &s(&dir.join("h")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("class \"a\" has no images"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
