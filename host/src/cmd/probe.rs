@@ -416,6 +416,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let backbone = backbone_for(&model, size, &blocks)?;
     let (ok_idx, feats, per_image_ms) =
         extract(&backbone, &model, &spec.input, &ds, &idx, &args.data)?;
+    println!(
+        "{}: {:?} head on {} images{}",
+        args.head.display(),
+        spec.task,
+        ok_idx.len(),
+        random_label(model.random_weights)
+    );
     let linear = LinearClassifier {
         weight: head.weight.clone(),
         bias: head.bias.clone(),
@@ -450,10 +457,6 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
-        "{}",
-        random_label(model.random_weights).trim_start_matches(", ")
-    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,9 +6,12 @@
 //! - [`Segmenter`]: a linear classifier per patch token (optionally with intermediate blocks),
 //!   logits upsampled bilinearly, argmax to a [`ClassMask`]; the mask gives per-class area, box
 //!   and centroid, its largest component, a run-length encoding and an overlay.
+//! - [`volume`]: 3D sweeps, classified from the mean of per-slice features, segmented as a
+//!   stack of masks with volume-level Dice.
 
 mod mask;
 mod spec;
+pub mod volume;
 
 use ndarray::{Array1, Array2, Array3, Axis, concatenate};
 

@@ -99,7 +99,8 @@ pub enum DatasetError {
     },
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+/// Files taken as images; a `.dcm` is a DICOM image or cine (a volume of slices).
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"];
 
 fn is_image(p: &Path) -> bool {
     p.extension()

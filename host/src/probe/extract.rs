@@ -97,33 +97,62 @@ impl Extractor<'_> {
         {
             return Ok(a);
         }
-        let (width, height, rgb) = load_image(path).map_err(|e| ExtractError::Image {
+        let image_err = |reason: String| ExtractError::Image {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let x = pre
-            .run(FrameRef {
-                format: PixelFormat::Rgb888,
-                width,
-                height,
-                data: &rgb,
-            })
-            .map_err(|e| ExtractError::Image {
+            reason,
+        };
+        let is_dicom = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+        // A DICOM cine is a volume: its classification features are the mean over slices.
+        let frames: Vec<(PixelFormat, u32, u32, Vec<u8>)> = if is_dicom {
+            if self.input != HeadInput::ClsMeanPatch {
+                return Err(image_err(
+                    "a DICOM volume can be classified, not segmented (no per-slice masks)".into(),
+                ));
+            }
+            let cine = dinoedge_edge_sim::source::load_dicom(path)
+                .map_err(|e| image_err(e.to_string()))?;
+            let (w, h) = (u32::from(cine.width), u32::from(cine.height));
+            cine.frames
+                .into_iter()
+                .map(|f| (PixelFormat::Gray8, w, h, f))
+                .collect()
+        } else {
+            let (w, h, rgb) = load_image(path).map_err(|e| image_err(e.to_string()))?;
+            vec![(PixelFormat::Rgb888, w, h, rgb)]
+        };
+        let mut slices = Vec::with_capacity(frames.len());
+        for (format, width, height, data) in &frames {
+            let x = pre
+                .run(FrameRef {
+                    format: *format,
+                    width: *width,
+                    height: *height,
+                    data,
+                })
+                .map_err(|e| image_err(e.to_string()))?;
+            let f = state.run(x.view()).map_err(|e| ExtractError::Backbone {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        let f = state.run(x.view()).map_err(|e| ExtractError::Backbone {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let out = match &self.input {
-            HeadInput::ClsMeanPatch => cls_mean_patch(&f, 0).map(|v| v.insert_axis(Axis(0))),
-            HeadInput::Patch { blocks } => patch_features(&f, 0, blocks),
+            let one = match &self.input {
+                HeadInput::ClsMeanPatch => cls_mean_patch(&f, 0).map(|v| v.insert_axis(Axis(0))),
+                HeadInput::Patch { blocks } => patch_features(&f, 0, blocks),
+            }
+            .ok_or_else(|| ExtractError::Backbone {
+                path: path.to_path_buf(),
+                reason: "features missing a requested block".into(),
+            })?;
+            slices.push(one);
         }
-        .ok_or_else(|| ExtractError::Backbone {
-            path: path.to_path_buf(),
-            reason: "features missing a requested block".into(),
-        })?;
+        let out = match slices.len() {
+            0 => return Err(image_err("no frames".into())),
+            1 => slices.swap_remove(0),
+            _ => crate::heads::volume::mean_features(slices.iter().map(|s| s.row(0)))
+                .map(|m| m.insert_axis(Axis(0)))
+                .ok_or_else(|| image_err("slices of different feature sizes".into()))?,
+        };
         if out.iter().any(|v| !v.is_finite()) {
             return Err(ExtractError::NonFinite {
                 path: path.to_path_buf(),

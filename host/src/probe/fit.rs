@@ -4,6 +4,7 @@
 
 use ndarray::{Array2, ArrayView2, Axis, concatenate};
 
+use super::lbfgs::LbfgsConfig;
 use super::logreg::{
     ClassWeight, FitError, LinearClassifier, LogRegConfig, fit_multi_label, fit_single_label_from,
 };
@@ -163,13 +164,17 @@ pub fn fit_with_sweep(
         let (xt, xv) = (x.select(Axis(0), &train), x.select(Axis(0), &val));
         let (lt, lv) = (labels.pick(&train), labels.pick(&val));
         for &c in &grid {
-            match fit_once(
-                xt.view(),
-                &lt,
-                classes,
-                &LogRegConfig { c, ..base },
-                warm.as_ref(),
-            ) {
+            // The sweep only ranks values of C: a looser tolerance and fewer iterations serve.
+            let sweep_config = LogRegConfig {
+                c,
+                lbfgs: LbfgsConfig {
+                    gradient_tolerance: 1e-5,
+                    max_iterations: 300,
+                    ..base.lbfgs
+                },
+                ..base
+            };
+            match fit_once(xt.view(), &lt, classes, &sweep_config, warm.as_ref()) {
                 Ok(m) => {
                     sweep.push((c, score(&m, xv.view(), &lv)));
                     warm = Some(m.clone());

@@ -280,7 +280,11 @@ fn fit_binary(
             loss += sw[i] * (softplus(z[i]) - y[i] * z[i]);
             r[i] = sw[i] * (sigmoid(z[i]) - y[i]);
         }
-        let gw = x.t().dot(&r) * c + w;
+        // Rows scaled and summed (contiguous), not x^T r through strided columns.
+        let mut gw = w.to_owned();
+        for (ri, row) in r.iter().zip(x.rows()) {
+            gw.scaled_add(c * ri, &row);
+        }
         g.iter_mut().zip(gw.iter()).for_each(|(gi, v)| *gi = *v);
         g[f] = c * r.sum();
         c * loss + 0.5 * w.dot(&w)
