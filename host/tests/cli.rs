@@ -6,19 +6,8 @@
     missing_docs
 )]
 
-use std::process::Command;
-
-fn dinoedge(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::dinoedge;
 
 #[test]
 fn synth_then_inspect() {

@@ -7,20 +7,10 @@
     missing_docs
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::dinoedge;
 
-fn dinoedge(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::path::{Path, PathBuf};
 
 fn model(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -247,47 +237,26 @@ fn segmentation_fit_then_eval_reports_dice() {
     image::GrayImage::new(10, 10)
         .save(masks.join("3.png"))
         .unwrap();
-    let (code, _, err) = dinoedge(&[
-        "probe",
-        "fit",
-        "--model",
-        &model("tiny_mlp"),
-        "--task",
-        "segment",
-        "--data",
-        &s(&images),
-        "--masks",
-        &s(&masks),
-        "--size",
-        "64x64",
-        "--cache",
-        &s(&cache),
-        "-o",
-        &s(&dir.join("h2")),
-    ]);
+    let (m, i, k, c, o) = (
+        model("tiny_mlp"),
+        s(&images),
+        s(&masks),
+        s(&cache),
+        s(&dir.join("h2")),
+    );
+    let fit_again = || {
+        dinoedge(&[
+            "probe", "fit", "--model", &m, "--task", "segment", "--data", &i, "--masks", &k,
+            "--size", "64x64", "--cache", &c, "-o", &o,
+        ])
+    };
+    let (code, _, err) = fit_again();
     assert_eq!(code, 2);
     assert!(err.contains("3.png") && err.contains("10x10"), "{err}");
     image::GrayImage::from_pixel(64, 64, image::Luma([7]))
         .save(masks.join("3.png"))
         .unwrap();
-    let (code, _, err) = dinoedge(&[
-        "probe",
-        "fit",
-        "--model",
-        &model("tiny_mlp"),
-        "--task",
-        "segment",
-        "--data",
-        &s(&images),
-        "--masks",
-        &s(&masks),
-        "--size",
-        "64x64",
-        "--cache",
-        &s(&cache),
-        "-o",
-        &s(&dir.join("h2")),
-    ]);
+    let (code, _, err) = fit_again();
     assert_eq!(code, 2);
     assert!(err.contains("3.png") && err.contains("value 7"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
