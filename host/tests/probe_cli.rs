@@ -265,33 +265,17 @@ fn segmentation_fit_then_eval_reports_dice() {
 #[test]
 fn empty_datasets_and_classes_are_errors() {
     let dir = scratch("empty");
-    let (code, _, err) = dinoedge(&[
-        "probe",
-        "fit",
-        "--model",
-        &model("tiny_mlp"),
-        "--task",
-        "classify",
-        "--data",
-        &s(&dir),
-        "-o",
-        &s(&dir.join("h")),
-    ]);
+    let (m, d, o) = (model("tiny_mlp"), s(&dir), s(&dir.join("h")));
+    let fit = || {
+        dinoedge(&[
+            "probe", "fit", "--model", &m, "--task", "classify", "--data", &d, "-o", &o,
+        ])
+    };
+    let (code, _, err) = fit();
     assert_eq!(code, 2);
     assert!(err.contains("holds no labelled images"), "{err}");
     std::fs::create_dir_all(dir.join("a")).unwrap();
-    let (code, _, err) = dinoedge(&[
-        "probe",
-        "fit",
-        "--model",
-        &model("tiny_mlp"),
-        "--task",
-        "classify",
-        "--data",
-        &s(&dir),
-        "-o",
-        &s(&dir.join("h")),
-    ]);
+    let (code, _, err) = fit();
     assert_eq!(code, 2);
     assert!(err.contains("class \"a\" has no images"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
