@@ -141,22 +141,26 @@ async fn host(opener: Opener, limit: Duration, until: impl Fn(&Seen) -> bool) ->
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut waiting_for_frame = false;
+    let mut record = |seen: &mut Seen, ev: LinkEvent| match ev {
+        LinkEvent::Frame(f) => {
+            if waiting_for_frame {
+                seen.first_frame_after.push(Instant::now());
+                waiting_for_frame = false;
+            }
+            seen.frames
+                .push((f.session_id, f.frame.start.seq, f.frame.data));
+        }
+        LinkEvent::Lost(l) => seen.lost.push(l),
+        LinkEvent::SessionStarted { session_id, .. } => {
+            seen.sessions.push((session_id, Instant::now()));
+            waiting_for_frame = true;
+        }
+        _ => {}
+    };
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(LinkEvent::Frame(f)) => {
-                    if waiting_for_frame {
-                        seen.first_frame_after.push(Instant::now());
-                        waiting_for_frame = false;
-                    }
-                    seen.frames.push((f.session_id, f.frame.start.seq, f.frame.data));
-                }
-                Some(LinkEvent::Lost(l)) => seen.lost.push(l),
-                Some(LinkEvent::SessionStarted { session_id, .. }) => {
-                    seen.sessions.push((session_id, Instant::now()));
-                    waiting_for_frame = true;
-                }
-                Some(_) => {}
+                Some(ev) => record(&mut seen, ev),
                 None => break,
             },
             _ = &mut deadline => break,
@@ -166,6 +170,12 @@ async fn host(opener: Opener, limit: Duration, until: impl Fn(&Seen) -> bool) ->
         }
     }
     stop_tx.send(true).unwrap();
+    // What the session still tells until it ends (frames in the channel, the final flush) is
+    // part of the record: the accounting invariants hold at the session's end, not at an
+    // arbitrary event in the middle of a burst.
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        record(&mut seen, ev);
+    }
     let stats = link.await.unwrap();
     (seen, stats)
 }
