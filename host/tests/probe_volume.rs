@@ -31,7 +31,7 @@ fn a_dicom_cine_is_classified_from_the_mean_of_its_slices() {
     let cine_path = root.join("tests/data/echo_cine.dcm");
     let extractor = Extractor {
         backbone: &backbone,
-        fingerprint: model.weights.fingerprint(),
+        fingerprint: model.weights.fingerprint().to_string(),
         input: HeadInput::ClsMeanPatch,
         cache: None,
         workers: 1,

@@ -26,6 +26,8 @@ pub struct Weights {
     tensors: BTreeMap<String, WeightTensor>,
     stored_as: String,
     random_seed: Option<u64>,
+    /// [`Weights::fingerprint`], computed on first use (it reads every value).
+    fingerprint: std::sync::OnceLock<String>,
 }
 
 /// The safetensors metadata key under which `dinoedge model init` records its seed, so that
@@ -167,6 +169,7 @@ impl Weights {
             tensors,
             stored_as: dtypes.into_iter().collect::<Vec<_>>().join("+"),
             random_seed,
+            fingerprint: Default::default(),
         })
     }
 
@@ -203,6 +206,7 @@ impl Weights {
             tensors,
             stored_as: "F32".into(),
             random_seed: Some(seed),
+            fingerprint: Default::default(),
         }
     }
 
@@ -256,17 +260,19 @@ impl Weights {
 
     /// A content fingerprint of the tensors inference uses: CRC-32 over names and widened f32
     /// values, in name order. Heads record it, to refuse running on another backbone.
-    pub fn fingerprint(&self) -> String {
-        let mut h = crc32fast::Hasher::new();
-        for (name, t) in &self.tensors {
-            if UNUSED_TENSORS.contains(&name.as_str()) {
-                continue;
+    pub fn fingerprint(&self) -> &str {
+        self.fingerprint.get_or_init(|| {
+            let mut h = crc32fast::Hasher::new();
+            for (name, t) in &self.tensors {
+                if UNUSED_TENSORS.contains(&name.as_str()) {
+                    continue;
+                }
+                h.update(name.as_bytes());
+                let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                h.update(&bytes);
             }
-            h.update(name.as_bytes());
-            let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            h.update(&bytes);
-        }
-        format!("crc32:{:08x}", h.finalize())
+            format!("crc32:{:08x}", h.finalize())
+        })
     }
 
     /// The seed, when these are random weights from `dinoedge model init`.

@@ -203,7 +203,7 @@ fn extract(
     );
     let extractor = Extractor {
         backbone,
-        fingerprint: model.weights.fingerprint(),
+        fingerprint: model.weights.fingerprint().to_string(),
         input: input.clone(),
         cache: Some(data.cache.clone()),
         workers: data.workers,

@@ -72,7 +72,7 @@ impl BackboneId {
         BackboneId {
             arch: model.config.arch_name(),
             hidden_size: model.config.hidden_size,
-            fingerprint: model.weights.fingerprint(),
+            fingerprint: model.weights.fingerprint().to_string(),
             random_weights: model.random_weights,
         }
     }
