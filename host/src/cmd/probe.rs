@@ -11,12 +11,13 @@ use dinoedge::backbone::{
     Backbone, GraphOptions, InputSize, ModelDir, RuntimeOptions, graph::TRACT_KEY_MULTIPLE,
 };
 use dinoedge::heads::{
-    BackboneId, ClassMask, FORMAT, HeadFiles, HeadInput, HeadSpec, Task, VERSION, dice, iou,
+    BackboneId, ClassMask, FORMAT, HeadFiles, HeadInput, HeadSpec, Segmenter, Task, VERSION, dice,
+    iou,
 };
 use dinoedge::probe::dataset::{Dataset, DatasetSource, Target};
 use dinoedge::probe::extract::Extractor;
 use dinoedge::probe::fit::{FitOptions, Labels, fit_with_sweep, stack_patches};
-use dinoedge::probe::logreg::{ClassWeight, LinearClassifier, Link};
+use dinoedge::probe::logreg::{ClassWeight, LinearClassifier};
 use dinoedge::probe::masks::{load_mask, patch_labels};
 use dinoedge::probe::metrics::{accuracy, argmax, balanced_accuracy, roc_auc_ovr};
 use ndarray::{Array2, Axis, concatenate};
@@ -423,19 +424,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         ok_idx.len(),
         random_label(model.random_weights)
     );
-    let linear = LinearClassifier {
-        weight: head.weight.clone(),
-        bias: head.bias.clone(),
-        link: if spec.multi_label {
-            Link::Sigmoid
-        } else {
-            Link::Softmax
-        },
-    };
+    let linear = head.linear();
     let report = match spec.task {
         Task::Classify => eval_classify(&linear, &ds, &ok_idx, &feats, args.report.as_deref())?,
         Task::Segment => eval_segment(
-            &linear,
+            &Segmenter::new(head)?,
             &ds,
             &ok_idx,
             &feats,
@@ -554,7 +547,7 @@ fn confusion_png(confusion: &[Vec<usize>]) -> image::RgbImage {
 }
 
 fn eval_segment(
-    linear: &LinearClassifier,
+    segmenter: &Segmenter,
     ds: &Dataset,
     idx: &[usize],
     feats: &[Array2<f32>],
@@ -574,12 +567,9 @@ fn eval_segment(
             continue;
         };
         let truth = load_mask(mask_path, k)?;
-        let z = f.dot(&linear.weight.t()) + &linear.bias;
-        let logits = z
-            .t()
-            .to_owned()
-            .into_shape_with_order((k, hp, wp))
-            .context("logits shape")?;
+        let logits = segmenter
+            .logits_of_patches(f.view(), (hp, wp))
+            .context("patch features do not fit the head")?;
         let pred = ClassMask::from_logits(logits.view(), truth.width, truth.height);
         for c in 0..k {
             if let (Some(d), Some(j)) = (dice(&pred, &truth, c as u8), iou(&pred, &truth, c as u8))

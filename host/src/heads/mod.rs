@@ -56,15 +56,18 @@ pub fn patch_features(features: &Features, n: usize, blocks: &[usize]) -> Option
     concatenate(Axis(1), &views).ok()
 }
 
-fn linear_of(files: &HeadFiles) -> LinearClassifier {
-    LinearClassifier {
-        weight: files.weight.clone(),
-        bias: files.bias.clone(),
-        link: if files.spec.multi_label {
-            Link::Sigmoid
-        } else {
-            Link::Softmax
-        },
+impl HeadFiles {
+    /// The head's linear layer with its link: sigmoid for multi-label, softmax otherwise.
+    pub fn linear(&self) -> LinearClassifier {
+        LinearClassifier {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            link: if self.spec.multi_label {
+                Link::Sigmoid
+            } else {
+                Link::Softmax
+            },
+        }
     }
 }
 
@@ -85,7 +88,7 @@ impl Classifier {
             });
         }
         Ok(Classifier {
-            linear: linear_of(&files),
+            linear: files.linear(),
             files,
         })
     }
@@ -154,8 +157,20 @@ impl Segmenter {
     /// Per-class logits of frame `n` on the patch grid, `[classes, Hp, Wp]`.
     pub fn logits(&self, features: &Features, n: usize) -> Option<Array3<f32>> {
         let x = patch_features(features, n, &self.blocks)?;
+        self.logits_of_patches(x.view(), features.grid())
+    }
+
+    /// Per-class logits `[classes, Hp, Wp]` of patch features `[Hp*Wp, F]` laid out as
+    /// [`patch_features`] gives them (e.g. read back from a feature cache).
+    pub fn logits_of_patches(
+        &self,
+        x: ndarray::ArrayView2<f32>,
+        (hp, wp): (usize, usize),
+    ) -> Option<Array3<f32>> {
+        if x.ncols() != self.files.weight.ncols() {
+            return None;
+        }
         let z = x.dot(&self.files.weight.t()) + &self.files.bias;
-        let (hp, wp) = features.grid();
         z.t()
             .to_owned()
             .into_shape_with_order((self.files.weight.nrows(), hp, wp))
