@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub use config::{Arch, Dinov3Config};
 pub use error::BackboneError;
 pub use graph::{AttentionOp, GraphOptions};
-pub use runtime::{Backbone, BackboneState, Features, OnnxFileRunner, RuntimeOptions};
+pub use runtime::{Backbone, BackboneState, Features, OnnxFile, OnnxFileState, RuntimeOptions};
 pub use weights::{RANDOM_SEED_KEY, WeightTensor, Weights, expected_tensors};
 
 /// An input size in pixels, height by width.

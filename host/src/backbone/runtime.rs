@@ -80,14 +80,15 @@ fn prepare(
         .map_err(BackboneError::runtime)
 }
 
-/// Any ONNX file with one f32 `[N, 3, H, W]` input, run by tract as the backbone would be (for
-/// timing a file that also goes to ONNX Runtime or TensorRT).
-pub struct OnnxFileRunner {
+/// Any ONNX file with one f32 `[N, 3, H, W]` input, optimised once by tract as the backbone
+/// would be (for timing a file that also goes to ONNX Runtime or TensorRT); a state per worker.
+#[derive(Clone)]
+pub struct OnnxFile {
     shape: [usize; 4],
-    state: TypedSimpleState,
+    plan: Arc<TypedRunnableModel>,
 }
 
-impl OnnxFileRunner {
+impl OnnxFile {
     /// Reads `path` and prepares it for inputs of `shape`.
     pub fn load(
         path: &std::path::Path,
@@ -97,13 +98,28 @@ impl OnnxFileRunner {
         let inference = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| BackboneError::Runtime(format!("{}: {e:#}", path.display())))?;
-        let plan = prepare(inference, shape, threads)?;
-        Ok(OnnxFileRunner {
+        Ok(OnnxFile {
             shape,
-            state: plan.spawn().map_err(BackboneError::runtime)?,
+            plan: prepare(inference, shape, threads)?,
         })
     }
 
+    /// A state to run batches with; keep one per worker thread.
+    pub fn state(&self) -> Result<OnnxFileState, BackboneError> {
+        Ok(OnnxFileState {
+            shape: self.shape,
+            state: self.plan.spawn().map_err(BackboneError::runtime)?,
+        })
+    }
+}
+
+/// One worker's running state of an [`OnnxFile`].
+pub struct OnnxFileState {
+    shape: [usize; 4],
+    state: TypedSimpleState,
+}
+
+impl OnnxFileState {
     /// Runs one batch; returns the first output's shape.
     pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<usize>, BackboneError> {
         if pixels.shape() != self.shape {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFileRunner, RuntimeOptions};
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions};
 use ndarray::Array4;
 
 use super::model::{GraphArgs, random_label};
@@ -45,6 +45,12 @@ pub struct BenchModelArgs {
     graph: GraphArgs,
 }
 
+/// What is timed: the graph built from a model folder, or an ONNX file as it is.
+enum Prepared {
+    Model(Backbone),
+    File(OnnxFile),
+}
+
 pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     if args.runs == 0 || args.batch == 0 || args.states == 0 || args.threads == 0 {
         bail!("--runs, --batch, --states and --threads must be at least 1");
@@ -68,13 +74,13 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 },
             )
             .with_context(|| format!("preparing {arch} at {}", args.size))?;
-            (Some(backbone), arch, model.random_weights)
+            (Prepared::Model(backbone), arch, model.random_weights)
         }
-        (None, Some(file)) => {
-            // Prepared once here to fail early and time the preparation; each state reloads.
-            OnnxFileRunner::load(file, shape, args.threads)?;
-            (None, format!("onnx:{}", file.display()), false)
-        }
+        (None, Some(file)) => (
+            Prepared::File(OnnxFile::load(file, shape, args.threads)?),
+            format!("onnx:{}", file.display()),
+            false,
+        ),
         (None, None) => bail!("give --model DIR or --onnx FILE"),
     };
     let prepare_ms = prepare_start.elapsed().as_secs_f64() * 1e3;
@@ -89,18 +95,16 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             .map(|_| {
                 let backbone = &backbone;
                 let pixels = &pixels;
-                let onnx = &args.onnx;
                 scope.spawn(move || -> anyhow::Result<Vec<f64>> {
-                    let mut run: Box<dyn FnMut() -> anyhow::Result<()>> = match (backbone, onnx) {
-                        (Some(b), _) => {
+                    let mut run: Box<dyn FnMut() -> anyhow::Result<()>> = match backbone {
+                        Prepared::Model(b) => {
                             let mut state = b.state()?;
                             Box::new(move || Ok(state.run(pixels.view()).map(drop)?))
                         }
-                        (None, Some(file)) => {
-                            let mut runner = OnnxFileRunner::load(file, shape, args.threads)?;
-                            Box::new(move || Ok(runner.run(pixels.view()).map(drop)?))
+                        Prepared::File(f) => {
+                            let mut state = f.state()?;
+                            Box::new(move || Ok(state.run(pixels.view()).map(drop)?))
                         }
-                        (None, None) => bail!("nothing to run"),
                     };
                     for _ in 0..args.warmup {
                         run()?;
