@@ -159,7 +159,8 @@ pub fn fit_with_sweep(
     // Each fit starts from the previous (smaller) C's solution, and the final refit from the
     // chosen one's.
     let mut warm: Option<LinearClassifier> = None;
-    let mut fitted: Vec<(f64, LinearClassifier)> = Vec::new();
+    // (score, C, model) of the best so far; on ties the smaller C, met first, stays.
+    let mut best: Option<(f64, f64, LinearClassifier)> = None;
     if !val.is_empty() && !train.is_empty() {
         let (xt, xv) = (x.select(Axis(0), &train), x.select(Axis(0), &val));
         let (lt, lv) = (labels.pick(&train), labels.pick(&val));
@@ -176,31 +177,34 @@ pub fn fit_with_sweep(
             };
             match fit_once(xt.view(), &lt, classes, &sweep_config, warm.as_ref()) {
                 Ok(m) => {
-                    sweep.push((c, score(&m, xv.view(), &lv)));
-                    warm = Some(m.clone());
-                    fitted.push((c, m));
+                    let s = score(&m, xv.view(), &lv);
+                    sweep.push((c, s));
+                    if best.as_ref().is_none_or(|(bs, ..)| s > *bs) {
+                        best = Some((s, c, m.clone()));
+                    }
+                    warm = Some(m);
                 }
                 // A class absent from the training side: the split cannot choose C.
                 Err(FitError::EmptyClass { .. }) => {
                     sweep.clear();
+                    best = None;
                     break;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
-    // Best score; on ties the stronger regularisation (smaller C).
-    let c = sweep
-        .iter()
-        .fold(None::<(f64, f64)>, |best, &(c, s)| match best {
-            Some((_, bs)) if bs >= s => best,
-            _ => Some((c, s)),
-        })
-        .map(|(c, _)| c)
-        .or_else(|| grid.get(grid.len() / 2).copied())
-        .unwrap_or(1.0);
-    let start = fitted.iter().find(|(fc, _)| *fc == c).map(|(_, m)| m);
-    let classifier = fit_once(x, labels, classes, &LogRegConfig { c, ..base }, start)?;
+    let (c, start) = match best {
+        Some((_, c, m)) => (c, Some(m)),
+        None => (grid.get(grid.len() / 2).copied().unwrap_or(1.0), None),
+    };
+    let classifier = fit_once(
+        x,
+        labels,
+        classes,
+        &LogRegConfig { c, ..base },
+        start.as_ref(),
+    )?;
     Ok(FitOutcome {
         classifier,
         c,
