@@ -72,25 +72,22 @@ pub fn load_mask(path: &Path, classes: usize) -> Result<ClassMask, MaskFileError
     })
 }
 
+/// The pixels `[start, end)` of cell `i` of `cells` over `len` pixels: never empty, never past
+/// the end.
+fn cell_span(i: usize, cells: usize, len: usize) -> (usize, usize) {
+    let start = i * len / cells;
+    (start, ((i + 1) * len / cells).max(start + 1).min(len))
+}
+
 /// The majority class of each of `hp` x `wp` cells covering the mask (the image is stretched
 /// to the model size, so each cell covers the same fraction of the mask), row-major.
 pub fn patch_labels(mask: &ClassMask, hp: usize, wp: usize, classes: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(hp * wp);
     let mut counts = vec![0usize; classes.max(1)];
     for r in 0..hp {
-        let (y0, y1) = (
-            r * mask.height / hp,
-            ((r + 1) * mask.height / hp)
-                .max(r * mask.height / hp + 1)
-                .min(mask.height),
-        );
+        let (y0, y1) = cell_span(r, hp, mask.height);
         for c in 0..wp {
-            let (x0, x1) = (
-                c * mask.width / wp,
-                ((c + 1) * mask.width / wp)
-                    .max(c * mask.width / wp + 1)
-                    .min(mask.width),
-            );
+            let (x0, x1) = cell_span(c, wp, mask.width);
             counts.iter_mut().for_each(|n| *n = 0);
             for y in y0..y1 {
                 for x in x0..x1 {
