@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use dinoedge::backbone::{
-    Backbone, GraphOptions, InputSize, ModelDir, RuntimeOptions, graph::TRACT_KEY_MULTIPLE,
-};
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
 use dinoedge::heads::{
     BackboneId, ClassMask, FORMAT, HeadFiles, HeadInput, HeadSpec, Segmenter, Task, VERSION, dice,
     iou,
@@ -167,20 +165,11 @@ fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
 }
 
 fn backbone_for(model: &ModelDir, size: InputSize, blocks: &[usize]) -> anyhow::Result<Backbone> {
-    Backbone::load(
-        model,
-        size,
-        &RuntimeOptions {
-            batch: 1,
-            threads: 1,
-            graph: GraphOptions {
-                key_multiple: TRACT_KEY_MULTIPLE,
-                intermediate_blocks: blocks.to_vec(),
-                ..Default::default()
-            },
-        },
-    )
-    .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))
+    // tract's defaults (batch 1, the graph it runs fastest), with the blocks the head reads.
+    let mut options = RuntimeOptions::default();
+    options.graph.intermediate_blocks = blocks.to_vec();
+    Backbone::load(model, size, &options)
+        .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))
 }
 
 /// Features of the selected items; bad files stop the run unless --skip-bad, and are named.
