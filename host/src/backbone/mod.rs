@@ -21,6 +21,7 @@ pub use config::{Arch, Dinov3Config};
 pub use error::BackboneError;
 pub use graph::{AttentionOp, GraphOptions};
 pub use runtime::{Backbone, BackboneState, Features, OnnxFile, OnnxFileState, RuntimeOptions};
+pub(crate) use weights::widen;
 pub use weights::{RANDOM_SEED_KEY, WeightTensor, Weights, expected_tensors};
 
 /// An input size in pixels, height by width.

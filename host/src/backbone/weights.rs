@@ -291,7 +291,7 @@ impl Weights {
 }
 
 /// Widens little-endian f32, f16 or bf16 bytes to f32.
-fn widen(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>, BackboneError> {
+pub(crate) fn widen(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>, BackboneError> {
     Ok(match dtype {
         Dtype::F32 => raw
             .chunks_exact(4)

@@ -200,11 +200,8 @@ impl HeadFiles {
                     t.shape()
                 )));
             }
-            let v: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let v = crate::backbone::widen(name, t.dtype(), t.data())
+                .map_err(|e| wbad(e.to_string()))?;
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(wbad(format!("tensor {name} holds NaN or infinite values")));
             }
