@@ -8,7 +8,7 @@
 )]
 
 mod common;
-use common::dinoedge;
+use common::{dinoedge, read_json};
 
 use std::path::{Path, PathBuf};
 
@@ -77,8 +77,7 @@ fn classification_fit_then_eval_separates_bright_from_dark() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 classes, 20 images"), "{out}");
     assert!(head.join("head.json").exists() && head.join("head.safetensors").exists());
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(head.join("head.json")).unwrap()).unwrap();
+    let spec: serde_json::Value = read_json(&head.join("head.json"));
     assert_eq!(spec["classes"], serde_json::json!(["bright", "dark"]));
     assert_eq!(spec["size"], serde_json::json!([32, 32]));
     assert_eq!(spec["input"]["kind"], "cls_mean_patch");
@@ -100,9 +99,7 @@ fn classification_fit_then_eval_separates_bright_from_dark() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("accuracy"), "{out}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let r: serde_json::Value = read_json(&report.join("report.json"));
     assert!(r["accuracy"].as_f64().unwrap() >= 0.95, "{r}");
     assert_eq!(r["images"], 20);
     assert!(report.join("confusion.png").exists());
@@ -226,9 +223,7 @@ fn segmentation_fit_then_eval_reports_dice() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Dice"), "{out}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let r: serde_json::Value = read_json(&report.join("report.json"));
     let dice = r["per_class"][1]["dice"].as_f64().unwrap();
     assert!(dice > 0.5 && dice <= 1.0, "{r}");
     assert!(report.join("overlays.png").exists());
