@@ -128,32 +128,68 @@ struct Shared<'a> {
     stats: LinkStats,
     started: Instant,
     next_session_id: u32,
+    /// Events the consumer had no room for yet, oldest first; handed on before any newer one.
+    backlog: std::collections::VecDeque<LinkEvent>,
 }
+
+/// Events held back for a slow consumer at most; beyond it (an edge ignoring its credit, a
+/// consumer that stopped reading) frames are dropped and counted as `HostQueueFull`.
+const MAX_BACKLOG: usize = 4096;
 
 impl Shared<'_> {
     fn now_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
     }
 
-    /// Hands an event to the consumer without ever blocking the link; a frame that finds no
-    /// room is lost (it cannot happen while the edge obeys its credit).
+    /// Hands an event to the consumer without ever blocking the link and in order: what finds
+    /// no room waits in the backlog (bounded by [`MAX_BACKLOG`]) and goes first next time.
     fn emit(&mut self, event: LinkEvent) {
-        if let Err(mpsc::error::TrySendError::Full(LinkEvent::Frame(f))) =
-            self.events.try_send(event)
-        {
+        self.flush_backlog();
+        if !self.backlog.is_empty() {
+            self.hold(event);
+            return;
+        }
+        match self.events.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => self.hold(event),
+        }
+    }
+
+    fn hold(&mut self, event: LinkEvent) {
+        if self.backlog.len() < MAX_BACKLOG {
+            self.backlog.push_back(event);
+        } else if let LinkEvent::Frame(f) = event {
             *self
                 .stats
                 .frames_lost
                 .entry("HostQueueFull".into())
                 .or_default() += 1;
-            tracing::warn!(seq = f.frame.start.seq, "consumer queue full; frame lost");
+            tracing::warn!(seq = f.frame.start.seq, "consumer far behind; frame lost");
+        }
+    }
+
+    /// Hands on what the consumer now has room for.
+    fn flush_backlog(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.backlog.push_front(event);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
         }
     }
 
     /// The credit bound: the consumer's free room, up to the window, beyond the next frame
     /// not yet told.
     fn credit(&self, reassembler: &Reassembler) -> Message<'static> {
-        let room = (self.events.capacity() as u32).min(self.config.credit_window);
+        let free = self.events.capacity().saturating_sub(self.backlog.len());
+        let room = (free as u32).min(self.config.credit_window);
         Message::Credit(grant_for(reassembler.next_untold().unwrap_or(0), room))
     }
 }
@@ -174,6 +210,7 @@ pub async fn run_link(
         stats: LinkStats::default(),
         started: Instant::now(),
         next_session_id: session_id_seed(),
+        backlog: Default::default(),
     };
     let mut last_open_warning = None;
     while !*stop.borrow() {
@@ -202,6 +239,12 @@ pub async fn run_link(
         tokio::select! {
             _ = tokio::time::sleep(config.reconnect_delay) => {}
             _ = stop.changed() => {}
+        }
+    }
+    // What the consumer has not taken yet is still delivered, waiting for room now.
+    for event in std::mem::take(&mut shared.backlog) {
+        if events.send(event).await.is_err() {
+            break;
         }
     }
     shared.stats
@@ -258,6 +301,7 @@ async fn serve(
                 Err(e) => break format!("read error: {e}"),
             },
             _ = tick.tick() => {
+                shared.flush_backlog();
                 if conn.last_rx.elapsed() > config.link_timeout {
                     break format!("nothing from the edge for {:?}", config.link_timeout);
                 }
