@@ -18,4 +18,5 @@ pub mod heads;
 pub mod link;
 pub mod preprocess;
 pub mod probe;
+pub mod recording;
 pub mod wire_tools;

@@ -134,6 +134,7 @@ async fn host(opener: Opener, limit: Duration, until: impl Fn(&Seen) -> bool) ->
             ..LinkConfig::default()
         },
         tx,
+        None,
         stats_tx,
         stop_rx,
     ));

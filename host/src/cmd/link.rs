@@ -86,7 +86,7 @@ async fn serve(
     let (events_tx, mut events) = mpsc::channel(window as usize);
     let (stats_tx, mut stats_rx) = watch::channel(LinkStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let link = tokio::spawn(run_link(opener, config, events_tx, stats_tx, stop_rx));
+    let link = tokio::spawn(run_link(opener, config, events_tx, None, stats_tx, stop_rx));
     let started = Instant::now();
     let live = std::io::stderr().is_terminal();
     let mut told = 0u64;

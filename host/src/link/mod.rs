@@ -11,6 +11,6 @@ pub mod session;
 pub mod stats;
 pub mod transport;
 
-pub use session::{LinkConfig, LinkEvent, ReceivedFrame, run_link};
+pub use session::{LinkConfig, LinkEvent, OutgoingResult, ReceivedFrame, run_link};
 pub use stats::LinkStats;
 pub use transport::{Transport, TransportError};

@@ -6,9 +6,10 @@ use dinoedge_proto::clock::ClockSample;
 use dinoedge_proto::credit::grant_for;
 use dinoedge_proto::io::{AsyncPacketReader, AsyncPacketWriter, ReadError};
 use dinoedge_proto::reassembly::{Frame, Loss, Reassembled, Reassembler, ReassemblerConfig};
+use dinoedge_proto::io::WriteError;
 use dinoedge_proto::{
-    ErrorCode, ErrorReport, Event, Hello, Log, MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Reject,
-    RejectReason, Welcome, wire,
+    ErrorCode, ErrorReport, Event, Hello, InferenceResult, Log, MIN_PACKET, Message,
+    PROTOCOL_VERSION, Ping, Reject, RejectReason, RleMask, Welcome, wire,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -38,6 +39,9 @@ pub struct LinkConfig {
     pub link_timeout: Duration,
     /// Pause before reopening a lost transport.
     pub reconnect_delay: Duration,
+    /// Time zero of the link's clock (`received_us` and the like); `None`: when the link starts.
+    /// A pipeline sets it to stamp its own stages on the same clock.
+    pub epoch: Option<Instant>,
 }
 
 impl Default for LinkConfig {
@@ -54,6 +58,7 @@ impl Default for LinkConfig {
             ping_interval: Duration::from_millis(500),
             link_timeout: Duration::from_secs(3),
             reconnect_delay: Duration::from_millis(200),
+            epoch: None,
         }
     }
 }
@@ -69,6 +74,19 @@ pub struct ReceivedFrame {
     pub received_us: u64,
     /// Its capture time mapped onto the host clock, once the clock offset is known.
     pub capture_host_us: Option<u64>,
+}
+
+/// A result on its way back to the edge.
+#[derive(Debug, Clone)]
+pub struct OutgoingResult {
+    /// The session of the frame it answers: a result for an ended session is not sent (the
+    /// edge's sequence numbers began anew).
+    pub session_id: u32,
+    /// The result, its mask left out (`mask` holds it).
+    pub result: InferenceResult<'static>,
+    /// The class mask, if any: width, height and the protocol's run-length bytes. Left out
+    /// when the message would not fit the edge's packet size.
+    pub mask: Option<(u16, u16, Vec<u8>)>,
 }
 
 /// What the link reports to its consumer.
@@ -197,10 +215,12 @@ impl Shared<'_> {
 /// Runs the link until `stop` turns true: opens the transport, serves it, reopens it after
 /// loss. Frames and other events go to `events`; counters are published on `stats` as they
 /// change. Returns the final counters.
+/// `results`, if given, carries results back to the edge.
 pub async fn run_link(
     mut opener: Opener,
     config: LinkConfig,
     events: mpsc::Sender<LinkEvent>,
+    mut results: Option<mpsc::Receiver<OutgoingResult>>,
     stats: watch::Sender<LinkStats>,
     mut stop: watch::Receiver<bool>,
 ) -> LinkStats {
@@ -208,7 +228,7 @@ pub async fn run_link(
         config: &config,
         events: &events,
         stats: LinkStats::default(),
-        started: Instant::now(),
+        started: config.epoch.unwrap_or_else(Instant::now),
         next_session_id: session_id_seed(),
         backlog: Default::default(),
     };
@@ -223,8 +243,9 @@ pub async fn run_link(
                 shared.stats.connections += 1;
                 tracing::info!(transport = %opener.transport(), "connected");
                 shared.emit(LinkEvent::Connected);
-                let reason = serve(r, w, &mut shared, &stats, &mut stop).await;
+                let reason = serve(r, w, &mut shared, &mut results, &stats, &mut stop).await;
                 tracing::info!(%reason, "connection ended");
+                opener.note_closed(&reason);
                 shared.emit(LinkEvent::Disconnected { reason });
                 stats.send_replace(shared.stats.clone());
             }
@@ -264,6 +285,7 @@ async fn serve(
     r: ReadHalf,
     w: WriteHalf,
     shared: &mut Shared<'_>,
+    results: &mut Option<mpsc::Receiver<OutgoingResult>>,
     stats_tx: &watch::Sender<LinkStats>,
     stop: &mut watch::Receiver<bool>,
 ) -> String {
@@ -312,6 +334,14 @@ async fn serve(
                 live.add_decoder_since(&base, reader.stats());
                 stats_tx.send_replace(live);
             }
+            result = next_result(results) => match result {
+                Some(result) => {
+                    if let Err(e) = send_result(&result, &mut conn, &mut writer, shared).await {
+                        break format!("write error: {e}");
+                    }
+                }
+                None => *results = None,
+            },
             _ = stop.changed() => break "stopped".to_owned(),
         }
     };
@@ -320,12 +350,55 @@ async fn serve(
     reason
 }
 
+/// The next result to send, or never when there is no result channel.
+async fn next_result(results: &mut Option<mpsc::Receiver<OutgoingResult>>) -> Option<OutgoingResult> {
+    match results {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends a result to the edge with a fresh credit (answering a frame frees room); a result
+/// for an ended session is counted and dropped, a mask too large for the edge's packets is
+/// left out and counted.
+async fn send_result(
+    out: &OutgoingResult,
+    conn: &mut Conn,
+    writer: &mut AsyncPacketWriter<WriteHalf>,
+    shared: &mut Shared<'_>,
+) -> Result<(), WriteError> {
+    let Some(session) = conn.session.as_mut().filter(|s| s.id == out.session_id) else {
+        shared.stats.results_stale += 1;
+        return Ok(());
+    };
+    let mut msg = out.result.clone();
+    msg.mask = out.mask.as_ref().map(|(width, height, runs)| RleMask {
+        width: *width,
+        height: *height,
+        runs,
+    });
+    match writer.send(&Message::Result(msg.clone())).await {
+        Ok(_) => {}
+        Err(WriteError::Encode(_)) if msg.mask.is_some() => {
+            msg.mask = None;
+            shared.stats.results_mask_left_out += 1;
+            writer.send(&Message::Result(msg)).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    session.results_sent = session.results_sent.wrapping_add(1);
+    shared.stats.results_sent += 1;
+    writer.send(&shared.credit(&conn.reassembler)).await?;
+    conn.last_credit = Instant::now();
+    Ok(())
+}
+
 async fn handle(
     msg: &Message<'_>,
     conn: &mut Conn,
     writer: &mut AsyncPacketWriter<WriteHalf>,
     shared: &mut Shared<'_>,
-) -> Result<(), dinoedge_proto::io::WriteError> {
+) -> Result<(), WriteError> {
     let now_us = shared.now_us();
     match msg {
         Message::Hello(hello) => return welcome(hello, conn, writer, shared).await,
@@ -406,7 +479,7 @@ async fn welcome(
     conn: &mut Conn,
     writer: &mut AsyncPacketWriter<WriteHalf>,
     shared: &mut Shared<'_>,
-) -> Result<(), dinoedge_proto::io::WriteError> {
+) -> Result<(), WriteError> {
     let reject = |reason| {
         Message::Reject(Reject {
             reason,
@@ -482,7 +555,7 @@ async fn timers(
     conn: &mut Conn,
     writer: &mut AsyncPacketWriter<WriteHalf>,
     shared: &mut Shared<'_>,
-) -> Result<(), dinoedge_proto::io::WriteError> {
+) -> Result<(), WriteError> {
     let config = shared.config;
     let now_us = shared.now_us();
     let had_outcomes = settle(conn, shared, |r, out| r.poll(now_us, &mut |o| out.push(o))) > 0;

@@ -33,6 +33,12 @@ pub struct LinkStats {
     pub clock_offset_us: Option<i64>,
     /// The round trip of that estimate, microseconds.
     pub clock_rtt_us: Option<u64>,
+    /// Results sent to the edge.
+    pub results_sent: u64,
+    /// Results not sent because their frame's session had ended.
+    pub results_stale: u64,
+    /// Results sent without their mask, which did not fit the edge's packet size.
+    pub results_mask_left_out: u64,
 }
 
 impl LinkStats {

@@ -8,6 +8,10 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::recording::RecordKind;
+use crate::recording::Player;
+use crate::recording::tap::{self, SharedRecording, TapRead, TapWrite};
+
 /// The reading half of an open transport.
 pub type ReadHalf = Pin<Box<dyn AsyncRead + Send>>;
 /// The writing half of an open transport.
@@ -27,11 +31,16 @@ pub enum Transport {
     TcpConnect(SocketAddr),
     /// Listen for an edge that connects over TCP.
     TcpListen(SocketAddr),
+    /// A recording played back (see [`Opener::replay`]).
+    Replay(PathBuf),
 }
 
 /// Why a transport could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// A replay transport was opened without its player (use [`Opener::replay`]).
+    #[error("{}: a replay needs a player (Opener::replay)", .0.display())]
+    Replay(PathBuf),
     /// The serial device could not be opened.
     #[error("opening serial device {path}: {source}")]
     Serial {
@@ -54,6 +63,8 @@ pub enum TransportError {
 pub struct Opener {
     transport: Transport,
     listener: Option<TcpListener>,
+    player: Option<Player>,
+    recording: Option<SharedRecording>,
 }
 
 impl std::fmt::Display for Transport {
@@ -64,6 +75,7 @@ impl std::fmt::Display for Transport {
             }
             Transport::TcpConnect(addr) => write!(f, "tcp {addr}"),
             Transport::TcpListen(addr) => write!(f, "tcp listen {addr}"),
+            Transport::Replay(path) => write!(f, "replay of {}", path.display()),
         }
     }
 }
@@ -83,7 +95,34 @@ impl Opener {
         Ok(Opener {
             transport,
             listener,
+            player: None,
+            recording: None,
         })
+    }
+
+    /// A recording played back: each recorded connection is opened in turn; the host's
+    /// answers go nowhere. After the last one, `open` waits forever (the caller stops the
+    /// link when [`Player::end`] says the replay is over).
+    pub fn replay(path: PathBuf, player: Player) -> Self {
+        Opener {
+            transport: Transport::Replay(path),
+            listener: None,
+            player: Some(player),
+            recording: None,
+        }
+    }
+
+    /// Records every byte in both directions of every connection opened from now on, and when
+    /// each connection opens and ends.
+    pub fn record_into(&mut self, recording: SharedRecording) {
+        self.recording = Some(recording);
+    }
+
+    /// Notes why the current connection ended (in the recording, if there is one).
+    pub fn note_closed(&self, reason: &str) {
+        if let Some(rec) = &self.recording {
+            tap::record(rec, RecordKind::Disconnected, reason.as_bytes());
+        }
     }
 
     /// The address a listener is bound to (useful with port 0).
@@ -98,6 +137,29 @@ impl Opener {
 
     /// Opens (or, listening, accepts) one connection.
     pub async fn open(&mut self) -> Result<(ReadHalf, WriteHalf), TransportError> {
+        let (r, w) = self.open_untapped().await?;
+        Ok(match &self.recording {
+            Some(rec) => {
+                tap::record(rec, RecordKind::Connected, self.transport.to_string().as_bytes());
+                (
+                    Box::pin(TapRead::new(r, rec.clone())),
+                    Box::pin(TapWrite::new(w, rec.clone())),
+                )
+            }
+            None => (r, w),
+        })
+    }
+
+    async fn open_untapped(&mut self) -> Result<(ReadHalf, WriteHalf), TransportError> {
+        if let Some(player) = &mut self.player {
+            return match player.next_connection().await {
+                Some(stream) => {
+                    let (r, _) = tokio::io::split(stream);
+                    Ok((Box::pin(r), Box::pin(tokio::io::sink())))
+                }
+                None => std::future::pending().await,
+            };
+        }
         match &self.transport {
             Transport::Serial { path, baud } => {
                 let builder = tokio_serial::new(path.to_string_lossy(), *baud);
@@ -120,6 +182,7 @@ impl Opener {
                         })?;
                 split_tcp(stream)
             }
+            Transport::Replay(path) => Err(TransportError::Replay(path.clone())),
             Transport::TcpListen(addr) => {
                 let addr = *addr;
                 let listener = match &self.listener {

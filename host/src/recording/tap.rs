@@ -1,0 +1,96 @@
+//! Taps on a transport's halves: every byte read or written passes on unchanged and is
+//! recorded with its time, as it happens.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::format::RecordKind;
+use super::writer::RecordingWriter;
+
+/// A recording shared by both halves of a tapped transport (and by whoever notes the
+/// connection's opening and end).
+pub type SharedRecording = Arc<Mutex<RecordingWriter>>;
+
+/// Records `payload`; a failing disk is logged once per call site and remembered by the
+/// writer (the link goes on: losing the recording must not lose the frames).
+pub fn record(recording: &SharedRecording, kind: RecordKind, payload: &[u8]) {
+    let mut w = match recording.lock() {
+        Ok(w) => w,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Err(e) = w.write(kind, payload) {
+        tracing::error!(error = %e, "recording failed");
+    }
+}
+
+/// The reading half of a transport, recording what the edge sends.
+pub struct TapRead<R> {
+    inner: R,
+    recording: SharedRecording,
+}
+
+impl<R> TapRead<R> {
+    /// Taps `inner`.
+    pub fn new(inner: R, recording: SharedRecording) -> Self {
+        TapRead { inner, recording }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TapRead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            let new = buf.filled().get(before..).unwrap_or_default();
+            if !new.is_empty() {
+                record(&self.recording, RecordKind::EdgeToHost, new);
+            }
+        }
+        polled
+    }
+}
+
+/// The writing half of a transport, recording what the host sends.
+pub struct TapWrite<W> {
+    inner: W,
+    recording: SharedRecording,
+}
+
+impl<W> TapWrite<W> {
+    /// Taps `inner`.
+    pub fn new(inner: W, recording: SharedRecording) -> Self {
+        TapWrite { inner, recording }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for TapWrite<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            let sent = buf.get(..*n).unwrap_or_default();
+            if !sent.is_empty() {
+                record(&self.recording, RecordKind::HostToEdge, sent);
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
