@@ -17,6 +17,7 @@ pub mod backbone;
 pub mod heads;
 pub mod import;
 pub mod link;
+pub mod pipeline;
 pub mod preprocess;
 pub mod probe;
 pub mod recording;

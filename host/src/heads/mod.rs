@@ -98,6 +98,11 @@ impl Classifier {
         &self.files.spec
     }
 
+    /// Its files, as loaded.
+    pub fn files(&self) -> &HeadFiles {
+        &self.files
+    }
+
     /// Class probabilities for every frame of the batch, `[N, classes]`.
     pub fn probabilities(&self, features: &Features) -> Array2<f32> {
         let rows: Vec<Array1<f32>> = (0..features.batch())
@@ -147,6 +152,11 @@ impl Segmenter {
     /// Its description.
     pub fn spec(&self) -> &HeadSpec {
         &self.files.spec
+    }
+
+    /// Its files, as loaded.
+    pub fn files(&self) -> &HeadFiles {
+        &self.files
     }
 
     /// Intermediate blocks the backbone must output for it.

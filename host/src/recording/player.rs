@@ -2,6 +2,7 @@
 //! stream, one stream per recorded connection, at the recorded pace or as fast as the
 //! consumer takes them, so that a replay runs the very code a live link runs.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,13 +54,31 @@ pub struct Player {
 const PIPE_BYTES: usize = 256 * 1024;
 
 impl Player {
-    /// Starts replaying `reader` on the current tokio runtime.
-    pub fn start(reader: RecordingReader, pace: Pace, gate: Option<Gate>) -> Player {
+    /// Starts replaying the recording at `path` on the current tokio runtime; with
+    /// `repeat_for`, plays it again from the start (a new connection each time) until that
+    /// long has passed.
+    pub fn start_file(
+        path: PathBuf,
+        pace: Pace,
+        gate: Option<Gate>,
+        repeat_for: Option<Duration>,
+    ) -> Player {
         let (conn_tx, connections) = mpsc::channel(1);
         let (end_tx, end) = watch::channel(None);
         tokio::spawn(async move {
-            let report = play(reader, pace, gate, conn_tx).await;
-            let _ = end_tx.send(Some(report));
+            let started = tokio::time::Instant::now();
+            let mut end = ReplayEnd::default();
+            loop {
+                match RecordingReader::open(&path) {
+                    Ok(reader) => play(reader, pace, gate.clone(), &conn_tx, &mut end).await,
+                    Err(e) => end.error = Some(e.to_string()),
+                }
+                let again = repeat_for.is_some_and(|d| started.elapsed() < d);
+                if !again || end.error.is_some() || conn_tx.is_closed() {
+                    break;
+                }
+            }
+            let _ = end_tx.send(Some(end));
         });
         Player { connections, end }
     }
@@ -76,13 +95,14 @@ impl Player {
     }
 }
 
+/// Plays one pass of a recording, adding to `end`.
 async fn play(
     mut reader: RecordingReader,
     pace: Pace,
     gate: Option<Gate>,
-    connections: mpsc::Sender<DuplexStream>,
-) -> ReplayEnd {
-    let mut end = ReplayEnd::default();
+    connections: &mpsc::Sender<DuplexStream>,
+    end: &mut ReplayEnd,
+) {
     let mut current: Option<DuplexStream> = None;
     // Recorded time `origin_t` plays at `origin`; waiting on the gate moves `origin` on, so the
     // records after a wait keep their spacing.
@@ -147,6 +167,5 @@ async fn play(
     if let Some(mut stream) = current.take() {
         let _ = stream.shutdown().await;
     }
-    end.damage = reader.damage().to_vec();
-    end
+    end.damage.extend_from_slice(reader.damage());
 }
