@@ -1,4 +1,5 @@
 //! The recording format: round trip, a crash mid-write, damage in the middle, versions.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,10 @@ fn temp(name: &str) -> PathBuf {
     path
 }
 
-fn payloads() -> Vec<(RecordKind, u64, Vec<u8>)> {
+/// (kind, time, payload) of a record.
+type Plain = (RecordKind, u64, Vec<u8>);
+
+fn payloads() -> Vec<Plain> {
     (0..20u64)
         .map(|i| {
             let kind = if i % 3 == 0 {
@@ -44,7 +48,7 @@ fn write_all(path: &Path) -> Vec<u64> {
     ends
 }
 
-fn read_all(path: &Path) -> (Vec<(RecordKind, u64, Vec<u8>)>, Vec<Damage>) {
+fn read_all(path: &Path) -> (Vec<Plain>, Vec<Damage>) {
     let mut r = RecordingReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(rec) = r.next_record().unwrap() {
@@ -80,9 +84,16 @@ fn a_file_cut_anywhere_keeps_every_complete_record_and_reopens_for_append() {
         let (records, damage) = read_all(&cut_path);
         assert_eq!(records, all[..complete], "cut at {cut}");
         let at_boundary = ends.contains(&(cut as u64));
-        assert_eq!(damage.len(), usize::from(!at_boundary), "cut at {cut}: {damage:?}");
+        assert_eq!(
+            damage.len(),
+            usize::from(!at_boundary),
+            "cut at {cut}: {damage:?}"
+        );
         if !at_boundary {
-            assert!(matches!(damage[0], Damage::TruncatedTail { .. }), "{damage:?}");
+            assert!(
+                matches!(damage[0], Damage::TruncatedTail { .. }),
+                "{damage:?}"
+            );
         }
         // It continues without repair by hand: the incomplete record is cut off.
         let mut w = RecordingWriter::append(&cut_path).unwrap();
@@ -94,7 +105,10 @@ fn a_file_cut_anywhere_keeps_every_complete_record_and_reopens_for_append() {
         assert_eq!(records[..complete], all[..complete]);
         let last = records.last().unwrap();
         assert_eq!(last.0, RecordKind::Note);
-        assert!(complete == 0 || last.1 > all[complete - 1].1, "time goes on");
+        assert!(
+            complete == 0 || last.1 > all[complete - 1].1,
+            "time goes on"
+        );
     }
 }
 
@@ -136,7 +150,9 @@ fn headers_are_checked() {
     bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     match RecordingReader::open(&path) {
-        Err(RecordingError::NewerVersion { found, supported, .. }) => {
+        Err(RecordingError::NewerVersion {
+            found, supported, ..
+        }) => {
             assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION));
         }
         other => panic!("expected NewerVersion, got {other:?}"),

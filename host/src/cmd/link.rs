@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use dinoedge::link::transport::Opener;
 use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, Transport, run_link};
+use dinoedge::recording::tap::SharedRecording;
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Args)]
@@ -38,6 +39,14 @@ pub struct LinkArgs {
 }
 
 pub fn run(args: LinkArgs) -> anyhow::Result<ExitCode> {
+    run_recording(args, None)
+}
+
+/// Runs the link, recording its bytes into `recording` if given.
+pub fn run_recording(
+    args: LinkArgs,
+    recording: Option<SharedRecording>,
+) -> anyhow::Result<ExitCode> {
     let transport = match (args.serial, args.tcp, args.listen) {
         (Some(path), None, None) => Transport::Serial {
             path,
@@ -58,7 +67,13 @@ pub fn run(args: LinkArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let stats = runtime.block_on(serve(transport, args.window, args.frames, duration))?;
+    let stats = runtime.block_on(serve(
+        transport,
+        args.window,
+        args.frames,
+        duration,
+        recording,
+    ))?;
     println!("{}", summary(&stats));
     Ok(if stats.lost_total() == 0 && stats.resyncs == 0 {
         ExitCode::SUCCESS
@@ -72,10 +87,14 @@ async fn serve(
     window: u32,
     max_frames: Option<u64>,
     duration: Option<Duration>,
+    recording: Option<SharedRecording>,
 ) -> anyhow::Result<LinkStats> {
-    let opener = Opener::new(transport.clone())
+    let mut opener = Opener::new(transport.clone())
         .await
         .with_context(|| format!("opening {transport}"))?;
+    if let Some(rec) = recording {
+        opener.record_into(rec);
+    }
     if let Some(addr) = opener.local_addr() {
         eprintln!("listening on {addr}");
     }

@@ -1,11 +1,15 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
+mod bench;
 mod bench_model;
 mod features;
+mod import;
 mod link;
 mod model;
 mod preprocess;
 mod probe;
+mod record;
+mod run;
 mod wire;
 
 use std::process::ExitCode;
@@ -42,6 +46,19 @@ enum Command {
     Probe(probe::ProbeCommand),
     /// Time the backbone alone with tract: median, p90, min and max ms per frame, frames/s.
     BenchModel(bench_model::BenchModelArgs),
+    /// Run the pipeline on a live link or a recording: results back to the edge, JSON lines,
+    /// overlays, a live status line, a summary.
+    Run(run::RunArgs),
+    /// Record the link's raw bytes (both directions, with receive times) into a crash-safe file.
+    Record(record::RecordArgs),
+    /// Turn a DICOM cine, an image folder or a video into a recording, as an edge would send it.
+    Import(import::ImportArgs),
+    /// Feed a recording through the pipeline, by the same code as a live link.
+    Replay(run::ReplayArgs),
+    /// Replay a recording through the pipeline and report frames/s, latency percentiles, drops,
+    /// losses, time per stage, CPU and memory (table, JSON, PNG plot); accuracy or Dice with
+    /// labels. Without a file: the echo cine shipped with dinoedge.
+    Bench(bench::BenchArgs),
     /// Print the protocol and software versions.
     Version,
 }
@@ -65,6 +82,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preprocess(args) => preprocess::run(args),
         Command::Probe(cmd) => probe::run(cmd),
         Command::BenchModel(args) => bench_model::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Replay(args) => run::run(args.into()),
+        Command::Bench(args) => bench::run(args),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

@@ -12,8 +12,8 @@ use dinoedge_proto::chunk::Chunks;
 use dinoedge_proto::credit::grant_for;
 use dinoedge_proto::wire::{self, FrameCrc};
 use dinoedge_proto::{
-    Capabilities, FrameMeta, FrameStart, Heartbeat, Hello, MAX_ID, Message, PROTOCOL_VERSION,
-    PixelFormat, Ping, Pong, Sensor, Version, Welcome,
+    Capabilities, FrameMeta, FrameStart, Heartbeat, Hello, MAX_ID, Message, PROTOCOL_VERSION, Ping,
+    PixelFormat, Pong, Sensor, Version, Welcome,
 };
 
 use crate::recording::{RecordKind, RecordingError, RecordingWriter};
@@ -141,7 +141,9 @@ pub fn dicom_frames(path: &Path) -> Result<(Vec<SourceFrame>, Option<f64>), Impo
 
 /// The images of a folder in name order (PNG, JPEG, BMP, TIFF), as Rgb888 frames; with
 /// sub-folders instead, each sub-folder is a class and its name each frame's label.
-pub fn image_frames(dir: &Path) -> Result<impl Iterator<Item = Result<SourceFrame, ImportError>>, ImportError> {
+pub fn image_frames(
+    dir: &Path,
+) -> Result<impl Iterator<Item = Result<SourceFrame, ImportError>>, ImportError> {
     let list = |d: &Path| -> Result<Vec<PathBuf>, ImportError> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(d)
             .map_err(|e| ImportError::Image {
@@ -154,14 +156,12 @@ pub fn image_frames(dir: &Path) -> Result<impl Iterator<Item = Result<SourceFram
         Ok(paths)
     };
     let is_image = |p: &PathBuf| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| {
-                matches!(
-                    e.to_ascii_lowercase().as_str(),
-                    "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
-                )
-            })
+        p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
+            )
+        })
     };
     let entries = list(dir)?;
     let mut items: Vec<(PathBuf, Option<String>)> = entries
@@ -187,11 +187,10 @@ pub fn image_frames(dir: &Path) -> Result<impl Iterator<Item = Result<SourceFram
         return Err(ImportError::Empty(dir.to_owned()));
     }
     Ok(items.into_iter().map(|(path, label)| {
-        let (w, h, rgb) =
-            crate::preprocess::load_image(&path).map_err(|e| ImportError::Image {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let (w, h, rgb) = crate::preprocess::load_image(&path).map_err(|e| ImportError::Image {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let (Ok(width), Ok(height)) = (u16::try_from(w), u16::try_from(h)) else {
             return Err(ImportError::TooLarge {
                 path,
@@ -237,10 +236,14 @@ pub fn import(
         "source": source,
         "fps": config.fps,
     });
-    stream.out.write_at(RecordKind::Note, 0, note.to_string().as_bytes())?;
     stream
         .out
-        .write_at(RecordKind::Connected, 0, format!("import of {source}").as_bytes())?;
+        .write_at(RecordKind::Note, 0, note.to_string().as_bytes())?;
+    stream.out.write_at(
+        RecordKind::Connected,
+        0,
+        format!("import of {source}").as_bytes(),
+    )?;
     let interval_us = 1e6 / config.fps;
     // The first frame is captured a little after the handshake.
     let first_capture_us = 50_000.0;

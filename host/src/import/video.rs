@@ -147,7 +147,9 @@ impl Iterator for VideoFrames {
             if status.as_ref().is_ok_and(|s| s.success()) {
                 return None;
             }
-            return Some(Err(self.decode_error(format!("ffmpeg exited with {status:?}"))));
+            return Some(Err(
+                self.decode_error(format!("ffmpeg exited with {status:?}"))
+            ));
         }
         if got < len {
             self.done = true;

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use dinoedge_proto::clock::ClockSample;
 use dinoedge_proto::credit::grant_for;
+use dinoedge_proto::io::WriteError;
 use dinoedge_proto::io::{AsyncPacketReader, AsyncPacketWriter, ReadError};
 use dinoedge_proto::reassembly::{Frame, Loss, Reassembled, Reassembler, ReassemblerConfig};
-use dinoedge_proto::io::WriteError;
 use dinoedge_proto::{
     ErrorCode, ErrorReport, Event, Hello, InferenceResult, Log, MIN_PACKET, Message,
     PROTOCOL_VERSION, Ping, Reject, RejectReason, RleMask, Welcome, wire,
@@ -233,11 +233,22 @@ pub async fn run_link(
         backlog: Default::default(),
     };
     let mut last_open_warning = None;
+    // Between connections the consumer still gets what waits in the backlog (the end of the
+    // last connection's frames, its `Disconnected`), on the same tick as in a connection.
+    let mut flush = tokio::time::interval(config.tick);
     while !*stop.borrow() {
-        let opened = tokio::select! {
-            opened = opener.open() => opened,
-            _ = stop.changed() => break,
+        let opened = {
+            let open = opener.open();
+            tokio::pin!(open);
+            loop {
+                tokio::select! {
+                    opened = &mut open => break Some(opened),
+                    _ = flush.tick() => shared.flush_backlog(),
+                    _ = stop.changed() => break None,
+                }
+            }
         };
+        let Some(opened) = opened else { break };
         match opened {
             Ok((r, w)) => {
                 shared.stats.connections += 1;
@@ -257,9 +268,14 @@ pub async fn run_link(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(config.reconnect_delay) => {}
-            _ = stop.changed() => {}
+        let pause = tokio::time::sleep(config.reconnect_delay);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                _ = flush.tick() => shared.flush_backlog(),
+                _ = stop.changed() => break,
+            }
         }
     }
     // What the consumer has not taken yet is still delivered, waiting for room now.
@@ -351,7 +367,9 @@ async fn serve(
 }
 
 /// The next result to send, or never when there is no result channel.
-async fn next_result(results: &mut Option<mpsc::Receiver<OutgoingResult>>) -> Option<OutgoingResult> {
+async fn next_result(
+    results: &mut Option<mpsc::Receiver<OutgoingResult>>,
+) -> Option<OutgoingResult> {
     match results {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::recording::RecordKind;
 use crate::recording::Player;
+use crate::recording::RecordKind;
 use crate::recording::tap::{self, SharedRecording, TapRead, TapWrite};
 
 /// The reading half of an open transport.
@@ -140,7 +140,11 @@ impl Opener {
         let (r, w) = self.open_untapped().await?;
         Ok(match &self.recording {
             Some(rec) => {
-                tap::record(rec, RecordKind::Connected, self.transport.to_string().as_bytes());
+                tap::record(
+                    rec,
+                    RecordKind::Connected,
+                    self.transport.to_string().as_bytes(),
+                );
                 (
                     Box::pin(TapRead::new(r, rec.clone())),
                     Box::pin(TapWrite::new(w, rec.clone())),

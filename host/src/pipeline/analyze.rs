@@ -160,17 +160,16 @@ impl Models {
         self.heads
             .iter()
             .map(|h| match &h.head {
-                Head::Classify(c) => {
-                    HeadOutput::Classes(c.probabilities(features).row(0).to_vec())
-                }
-                Head::Segment(s) => HeadOutput::Mask(
-                    s.mask(features, 0, width, height)
-                        .unwrap_or_else(|| ClassMask {
+                Head::Classify(c) => HeadOutput::Classes(c.probabilities(features).row(0).to_vec()),
+                Head::Segment(s) => {
+                    HeadOutput::Mask(s.mask(features, 0, width, height).unwrap_or_else(|| {
+                        ClassMask {
                             width,
                             height,
                             data: vec![0; width * height],
-                        }),
-                ),
+                        }
+                    }))
+                }
             })
             .collect()
     }

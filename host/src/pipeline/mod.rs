@@ -16,6 +16,7 @@
 
 pub mod analyze;
 pub mod handoff;
+pub mod plot;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ use crate::recording::{Pace, Player, RecordingError, RecordingReader};
 
 pub use analyze::{Head, HeadOutput, Models, ModelsError, NamedHead, best};
 pub use handoff::{Handoff, Overflow};
-pub use stats::{PipelineReport, Percentiles, ProcessUsage, Stamps, micros_histogram};
+pub use stats::{Percentiles, PipelineReport, ProcessUsage, Stamps, micros_histogram};
 
 /// How frames are scheduled when the backbone is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,8 @@ pub struct PipelineConfig {
     /// Measure latency from capture when the edge clock is known (off for replays at full
     /// speed, whose recorded clock exchanges mean nothing when time is compressed).
     pub capture_clock: bool,
+    /// Record the link's bytes here (a live link only).
+    pub record: Option<crate::recording::tap::SharedRecording>,
 }
 
 impl Default for PipelineConfig {
@@ -112,6 +115,7 @@ impl Default for PipelineConfig {
             max_frames: None,
             duration: None,
             capture_clock: true,
+            record: None,
         }
     }
 }
@@ -355,7 +359,13 @@ pub fn run(
     // The source: a link, or a player feeding the link's code.
     let mut replay_end: Option<watch::Receiver<Option<ReplayEnd>>> = None;
     let opener = match &input {
-        Input::Link(transport) => runtime.block_on(Opener::new(transport.clone()))?,
+        Input::Link(transport) => {
+            let mut opener = runtime.block_on(Opener::new(transport.clone()))?;
+            if let Some(rec) = &config.record {
+                opener.record_into(rec.clone());
+            }
+            opener
+        }
         Input::Replay {
             path,
             pace,
@@ -410,8 +420,22 @@ pub fn run(
             .name("ingest".into())
             .spawn(move || {
                 let mut disconnects = 0u32;
+                // A replay is over once it has been fed whole and every connection it opened
+                // has ended (so every frame in it has come out of the link).
+                let replay_over = |disconnects: u32| {
+                    replay_end.as_ref().is_some_and(|r| {
+                        r.borrow()
+                            .as_ref()
+                            .is_some_and(|e| disconnects >= e.connections)
+                    })
+                };
                 loop {
-                    if stop_flag.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if replay_over(disconnects) {
+                        break;
+                    }
+                    if stop_flag.load(Ordering::Relaxed)
+                        || deadline.is_some_and(|d| Instant::now() >= d)
+                    {
                         break;
                     }
                     let event = handle.block_on(async {
@@ -451,15 +475,7 @@ pub fn run(
                                 Err(_) => break,
                             }
                         }
-                        LinkEvent::Disconnected { .. } => {
-                            disconnects += 1;
-                            let over = replay_end.as_ref().and_then(|r| {
-                                r.borrow().as_ref().map(|e| disconnects >= e.connections)
-                            });
-                            if over == Some(true) {
-                                break;
-                            }
-                        }
+                        LinkEvent::Disconnected { .. } => disconnects += 1,
                         _ => {}
                     }
                 }
@@ -482,6 +498,7 @@ pub fn run(
         std::thread::Builder::new()
             .name("preprocess".into())
             .spawn(move || {
+                let _guard = CloseOnPanic(vec![q1.clone(), q2.clone()]);
                 while let Some(mut job) = q1.pop() {
                     job.stamps.preprocess_start_us = now_us();
                     let start = &job.frame.start;
@@ -535,12 +552,17 @@ pub fn run(
     let worker_error: Arc<Mutex<Option<String>>> = Arc::default();
     for i in 0..workers {
         let mut state = models.backbone.state()?;
-        let (q2, out_tx, models, worker_error) =
-            (q2.clone(), out_tx.clone(), models.clone(), worker_error.clone());
+        let (q2, out_tx, models, worker_error) = (
+            q2.clone(),
+            out_tx.clone(),
+            models.clone(),
+            worker_error.clone(),
+        );
         worker_threads.push(
             std::thread::Builder::new()
                 .name(format!("backbone-{i}"))
                 .spawn(move || {
+                    let _guard = CloseOnPanic(vec![q2.clone()]);
                     while let Some(mut job) = q2.pop() {
                         let Some(pixels) = job.pixels.take() else {
                             continue;
@@ -615,7 +637,7 @@ pub fn run(
                 } else {
                     report.frames_processed += 1;
                     let s = &record.stamps;
-                    if !s.capture_us.is_some_and(|c| c <= s.received_us) {
+                    if s.capture_us.is_none_or(|c| c > s.received_us) {
                         report.latency_from_capture = false;
                     }
                     let l = s.latency_us();
@@ -647,10 +669,9 @@ pub fn run(
         }
         if last_rss.elapsed() >= Duration::from_secs(1) {
             last_rss = Instant::now();
-            report.rss_timeline.push((
-                started.elapsed().as_secs_f64(),
-                ProcessUsage::now().rss_mib,
-            ));
+            report
+                .rss_timeline
+                .push((started.elapsed().as_secs_f64(), ProcessUsage::now().rss_mib));
         }
         if last_tick.elapsed() >= Duration::from_millis(500) {
             let link_now = stats_rx.borrow().clone();
@@ -715,6 +736,20 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Closes hand-offs when a stage's thread panics, so that the stages around it end instead of
+/// waiting for it forever (the panic is then reported when the thread is joined).
+struct CloseOnPanic(Vec<Arc<Handoff<Job>>>);
+
+impl Drop for CloseOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for h in &self.0 {
+                h.close();
+            }
+        }
+    }
 }
 
 /// Ends the input early: frames already waiting are still processed.

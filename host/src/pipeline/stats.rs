@@ -126,11 +126,13 @@ impl ProcessUsage {
         use nix::sys::resource::{UsageWho, getrusage};
         let (cpu_s, peak_rss_mib) = match getrusage(UsageWho::RUSAGE_SELF) {
             Ok(u) => {
-                let t = |tv: nix::sys::time::TimeVal| {
-                    tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6
-                };
+                let t =
+                    |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
                 // Linux reports kibibytes.
-                (t(u.user_time()) + t(u.system_time()), u.max_rss() as f64 / 1024.0)
+                (
+                    t(u.user_time()) + t(u.system_time()),
+                    u.max_rss() as f64 / 1024.0,
+                )
             }
             Err(_) => (0.0, 0.0),
         };

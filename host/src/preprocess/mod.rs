@@ -236,6 +236,38 @@ impl Preprocessor {
     }
 }
 
+/// A whole frame as RGB888 (e.g. to draw on), after checking its length.
+pub fn frame_rgb(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    data: &[u8],
+) -> Result<Vec<u8>, PreprocessError> {
+    let expected = u16::try_from(width)
+        .ok()
+        .zip(u16::try_from(height).ok())
+        .and_then(|(w, h)| format.frame_len(w, h))
+        .map_or(0, |n| n as usize);
+    if expected == 0 || data.len() != expected {
+        return Err(PreprocessError::DataLength {
+            format,
+            width,
+            height,
+            expected,
+            found: data.len(),
+        });
+    }
+    let mut rgb = Vec::new();
+    let all = Rect {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    convert::to_rgb(format, width, data, all, &mut rgb);
+    Ok(rgb)
+}
+
 /// An image file (PNG, JPEG) decoded to RGB888: `(width, height, bytes)`.
 pub fn load_image(path: &Path) -> Result<(u32, u32, Vec<u8>), PreprocessError> {
     let img = image::open(path).map_err(|e| PreprocessError::Image {

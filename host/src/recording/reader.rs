@@ -234,7 +234,10 @@ impl RecordingReader {
     fn intact_record_follows(&self) -> bool {
         let rest = self.buf.get(self.start + 1..).unwrap_or_default();
         let mut from = 0;
-        while let Some(i) = rest.get(from..).and_then(|r| memchr::memmem::find(r, &RECORD_SYNC)) {
+        while let Some(i) = rest
+            .get(from..)
+            .and_then(|r| memchr::memmem::find(r, &RECORD_SYNC))
+        {
             if rest.get(from + i..).is_some_and(intact_record_at) {
                 return true;
             }
@@ -252,7 +255,9 @@ impl RecordingReader {
             if avail == 0 {
                 return Ok(None);
             }
-            let head = self.buf.get(self.start..self.start + RECORD_HEAD.min(avail));
+            let head = self
+                .buf
+                .get(self.start..self.start + RECORD_HEAD.min(avail));
             let Some(head) = head else {
                 return Ok(None);
             };
@@ -296,7 +301,8 @@ impl RecordingReader {
             let (Some(body), Some(crc_bytes)) = (body, crc_bytes) else {
                 return Ok(None);
             };
-            let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+            let stored =
+                u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
             if crc32fast::hash(body) != stored {
                 self.skip_to_next_sync()?;
                 continue;
@@ -332,7 +338,9 @@ impl RecordingReader {
 
 /// Whether `bytes` begins with a complete record whose CRC matches.
 fn intact_record_at(bytes: &[u8]) -> bool {
-    let Some(len) = bytes.get(4..8).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    let Some(len) = bytes
+        .get(4..8)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     else {
         return false;
     };

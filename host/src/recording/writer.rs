@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RecordingError;
 use super::format::{MAX_RECORD_PAYLOAD, RecordKind, encode_record, header};
 use super::reader::scan;
-use super::RecordingError;
 
 /// How often the helper thread syncs a recording to the disk.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -149,7 +149,9 @@ impl RecordingWriter {
             ));
         }
         let mut pieces = payload.chunks(MAX_RECORD_PAYLOAD).peekable();
-        if pieces.peek().is_none() && kind != RecordKind::EdgeToHost && kind != RecordKind::HostToEdge
+        if pieces.peek().is_none()
+            && kind != RecordKind::EdgeToHost
+            && kind != RecordKind::HostToEdge
         {
             // Markers may be empty; empty byte records say nothing and are not written.
             return self.write_one(kind, t_us, &[]);
@@ -160,7 +162,12 @@ impl RecordingWriter {
         Ok(())
     }
 
-    fn write_one(&mut self, kind: RecordKind, t_us: u64, payload: &[u8]) -> Result<(), RecordingError> {
+    fn write_one(
+        &mut self,
+        kind: RecordKind,
+        t_us: u64,
+        payload: &[u8],
+    ) -> Result<(), RecordingError> {
         encode_record(kind, t_us, payload, &mut self.buf);
         if let Err(e) = self.file.write_all(&self.buf) {
             self.failed = Some(e.to_string());

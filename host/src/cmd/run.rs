@@ -1,0 +1,455 @@
+//! `dinoedge run` and `dinoedge replay`: the pipeline on a live link or a recording, results
+//! as JSON lines, optional overlays, a live status line and a summary.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use dinoedge::backbone::{Arch, InputSize, ModelDir};
+use dinoedge::link::Transport;
+use dinoedge::pipeline::{
+    self, FrameRecord, HeadOutput, Input, LiveStatus, Models, PipelineConfig, PipelineReport,
+    Policy,
+};
+use dinoedge::preprocess::Roi;
+use dinoedge::recording::Pace;
+
+use super::model::random_label;
+
+/// The policy, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// The latest frame wins; older waiting frames are dropped and counted.
+    Live,
+    /// Every frame is processed; the source waits.
+    Offline,
+}
+
+/// The model, the heads and how they run: shared by run, replay and bench.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Model folder (Hugging Face layout); default: the random-weight ViT-S/16 of
+    /// `model init --arch vits16 --seed 0`, made in memory.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Head folders (from `probe fit`); any number, classification or segmentation.
+    #[arg(long = "head", num_args = 1..)]
+    pub heads: Vec<PathBuf>,
+    /// Model input size HxW; default: the heads' size, else 224x224.
+    #[arg(long)]
+    pub size: Option<InputSize>,
+    /// Backbone workers, each with its own tract state; default: 1 for live, 2 for offline.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Threads per worker; default: the cores divided among the workers.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
+    /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
+    #[arg(long)]
+    pub roi: Option<Roi>,
+}
+
+impl ModelArgs {
+    /// Workers and threads per worker for `policy` on this machine.
+    pub fn layout(&self, policy: Policy) -> (usize, usize) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = self.workers.unwrap_or(match policy {
+            Policy::Live => 1,
+            Policy::Offline => cores.min(2),
+        });
+        let threads = self.threads.unwrap_or((cores / workers.max(1)).max(1));
+        (workers.max(1), threads)
+    }
+
+    /// Loads (or makes) the model and heads.
+    pub fn load(&self, threads: usize) -> anyhow::Result<Models> {
+        let (model, path) = match &self.model {
+            Some(dir) => (
+                ModelDir::load(dir)
+                    .with_context(|| format!("loading the model {}", dir.display()))?,
+                dir.clone(),
+            ),
+            None => (
+                ModelDir::random(Arch::Vits16, 0),
+                PathBuf::from("(built-in ViT-S/16, seed 0)"),
+            ),
+        };
+        Models::load(&model, &path, self.size, &self.heads, threads)
+            .context("preparing the backbone and heads")
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Write one JSON object per frame here ("-" for standard output).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Write an overlay PNG per frame here (the frame with the first segmentation head's mask).
+    #[arg(long)]
+    pub overlays: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Serial device of the edge.
+    #[arg(long, conflicts_with_all = ["tcp", "listen", "replay"])]
+    serial: Option<PathBuf>,
+    /// Baud rate for --serial.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Connect to an edge listening at this TCP address.
+    #[arg(long, conflicts_with_all = ["listen", "replay"])]
+    tcp: Option<SocketAddr>,
+    /// Listen at this TCP address for the edge to connect.
+    #[arg(long, conflicts_with = "replay")]
+    listen: Option<SocketAddr>,
+    /// Replay a recording instead of a live link.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Replay at the recorded pace (the default for --policy live).
+    #[arg(long, conflicts_with = "max_speed")]
+    realtime: bool,
+    /// Replay as fast as the pipeline goes (the default for --policy offline).
+    #[arg(long)]
+    max_speed: bool,
+    /// Replay speed factor with --realtime.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Scheduling when the backbone is busy.
+    #[arg(long, value_enum, default_value = "live")]
+    policy: PolicyArg,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Also record the link's bytes to this file (a live link only).
+    #[arg(long, conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Stop after this many frames were processed.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+/// `dinoedge replay FILE`: the same as `run --replay FILE`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording.
+    file: PathBuf,
+    /// At the recorded pace (the default for --policy live).
+    #[arg(long, conflicts_with = "max_speed")]
+    realtime: bool,
+    /// As fast as the pipeline goes (the default for --policy offline).
+    #[arg(long)]
+    max_speed: bool,
+    /// Speed factor with --realtime.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Scheduling when the backbone is busy.
+    #[arg(long, value_enum, default_value = "offline")]
+    policy: PolicyArg,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Stop after this many frames were processed.
+    #[arg(long)]
+    frames: Option<u64>,
+}
+
+impl From<ReplayArgs> for RunArgs {
+    fn from(a: ReplayArgs) -> Self {
+        RunArgs {
+            serial: None,
+            baud: 115_200,
+            tcp: None,
+            listen: None,
+            replay: Some(a.file),
+            realtime: a.realtime,
+            max_speed: a.max_speed,
+            speed: a.speed,
+            policy: a.policy,
+            model: a.model,
+            output: a.output,
+            record: None,
+            frames: a.frames,
+            seconds: None,
+        }
+    }
+}
+
+/// The policy from the command line.
+pub fn policy(p: PolicyArg) -> Policy {
+    match p {
+        PolicyArg::Live => Policy::Live,
+        PolicyArg::Offline => Policy::Offline,
+    }
+}
+
+/// The replay pace: explicit, else at the recorded pace for live and at full speed offline.
+pub fn pace(realtime: bool, max_speed: bool, speed: f64, policy: Policy) -> anyhow::Result<Pace> {
+    if !(speed.is_finite() && speed > 0.0) {
+        bail!("--speed {speed} must be a positive number");
+    }
+    Ok(if realtime || (!max_speed && policy == Policy::Live) {
+        Pace::Realtime { speed }
+    } else {
+        Pace::MaxSpeed
+    })
+}
+
+/// Stops the run on Ctrl-C (a second Ctrl-C exits at once).
+pub fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping (Ctrl-C again to quit at once)");
+                f.store(true, Ordering::Relaxed);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
+    flag
+}
+
+/// Writes results and overlays as frames come.
+pub struct Writers {
+    results: Option<Box<dyn Write>>,
+    overlays: Option<PathBuf>,
+    /// The first write error: results must not be lost silently.
+    pub error: Option<anyhow::Error>,
+}
+
+impl Writers {
+    /// Opens what `args` asks for.
+    pub fn open(args: &OutputArgs) -> anyhow::Result<Self> {
+        let results: Option<Box<dyn Write>> = match &args.results {
+            None => None,
+            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+            Some(p) => Some(Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ))),
+        };
+        if let Some(dir) = &args.overlays {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(Writers {
+            results,
+            overlays: args.overlays.clone(),
+            error: None,
+        })
+    }
+
+    /// Writes one frame's result line and overlay.
+    pub fn frame(&mut self, record: &FrameRecord, models: &Models) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(w) = &mut self.results
+            && let Err(e) = writeln!(w, "{}", record.to_json(models))
+        {
+            self.error = Some(anyhow::Error::new(e).context("writing results"));
+        }
+        if let Some(dir) = &self.overlays
+            && record.error.is_none()
+            && let Err(e) = write_overlay(dir, record)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Flushes the results.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if let Some(w) = &mut self.results {
+            w.flush().context("writing results")?;
+        }
+        Ok(())
+    }
+}
+
+/// The frame in RGB with the first mask blended over the part the model saw.
+fn write_overlay(dir: &Path, record: &FrameRecord) -> anyhow::Result<()> {
+    let start = &record.frame.start;
+    let (w, h) = (u32::from(start.width), u32::from(start.height));
+    let rgb = dinoedge::preprocess::frame_rgb(start.format, w, h, &record.frame.data)
+        .context("converting a frame for its overlay")?;
+    let mut image = image::RgbImage::from_raw(w, h, rgb).context("frame size")?;
+    if let Some(mask) = record.heads.iter().find_map(|o| match o {
+        HeadOutput::Mask(m) => Some(m),
+        _ => None,
+    }) {
+        let crop = record.crop;
+        let view =
+            image::imageops::crop_imm(&image, crop.x, crop.y, crop.width, crop.height).to_image();
+        if let Some(blended) = mask.overlay(view.as_raw(), 0.45) {
+            image::imageops::replace(&mut image, &blended, i64::from(crop.x), i64::from(crop.y));
+        }
+    }
+    let path = dir.join(format!("{:08}-{:06}.png", record.session_id, start.seq));
+    image
+        .save(&path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The status line.
+pub fn status_line(s: &LiveStatus) -> String {
+    format!(
+        "{:.1} s | {} frames | {:.1} fps | latency p50 {:.1} ms p99 {:.1} ms | dropped {} | lost {} | dropped at edge {}",
+        s.elapsed_s, s.processed, s.fps, s.p50_ms, s.p99_ms, s.dropped, s.lost, s.dropped_at_edge
+    )
+}
+
+/// The end-of-run summary for people.
+pub fn summary(report: &PipelineReport, models: &Models) -> String {
+    let l = &report.latency;
+    let mut out = format!(
+        "{} frames received, {} processed in {:.1} s: {:.2} frames/s ({} policy, {}{})\n\
+         latency ms (from {}): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n\
+         dropped by the host {}{}, lost on the link {}{}, dropped at the edge {}",
+        report.frames_received,
+        report.frames_processed,
+        report.elapsed_s,
+        report.fps,
+        report.policy,
+        models.backbone.config().arch_name(),
+        random_label(models.backbone.random_weights()),
+        if report.latency_from_capture {
+            "capture"
+        } else {
+            "arrival at the host"
+        },
+        l.p50_ms,
+        l.p90_ms,
+        l.p99_ms,
+        l.p999_ms,
+        l.max_ms,
+        report.dropped_total(),
+        super::losses_by_reason(&report.dropped),
+        report.lost_total(),
+        super::losses_by_reason(&report.lost),
+        report.dropped_at_edge,
+    );
+    for d in &report.recording_damage {
+        out.push_str(&format!("\nrecording: {d}"));
+    }
+    out
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let policy = policy(args.policy);
+    let input = match (&args.serial, args.tcp, args.listen, &args.replay) {
+        (Some(path), None, None, None) => Input::Link(Transport::Serial {
+            path: path.clone(),
+            baud: args.baud,
+        }),
+        (None, Some(addr), None, None) => Input::Link(Transport::TcpConnect(addr)),
+        (None, None, Some(addr), None) => Input::Link(Transport::TcpListen(addr)),
+        (None, None, None, Some(path)) => Input::Replay {
+            path: path.clone(),
+            pace: pace(args.realtime, args.max_speed, args.speed, policy)?,
+            repeat_for: None,
+        },
+        _ => bail!(
+            "say where frames come from: --serial PATH, --tcp ADDR, --listen ADDR or --replay FILE"
+        ),
+    };
+    let (workers, threads) = args.model.layout(policy);
+    let models = args.model.load(threads)?;
+    let duration = args
+        .seconds
+        .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--seconds {s}")))
+        .transpose()?;
+    let recording = match &args.record {
+        Some(path) => Some(Arc::new(std::sync::Mutex::new(
+            dinoedge::recording::RecordingWriter::create(path)?,
+        ))),
+        None => None,
+    };
+    let config = PipelineConfig {
+        policy,
+        workers,
+        roi: args.model.roi,
+        max_frames: args.frames,
+        duration,
+        capture_clock: !matches!(
+            &input,
+            Input::Replay {
+                pace: Pace::MaxSpeed,
+                ..
+            }
+        ),
+        record: recording.clone(),
+        ..PipelineConfig::default()
+    };
+    let stop = ctrl_c_flag();
+    let mut writers = Writers::open(&args.output)?;
+    let live = std::io::stderr().is_terminal();
+    eprintln!(
+        "{}: {} at {} with {} heads, {} worker(s) x {} thread(s), {} policy{}",
+        match &input {
+            Input::Link(t) => t.to_string(),
+            Input::Replay { path, .. } => format!("replay of {}", path.display()),
+        },
+        models.backbone.config().arch_name(),
+        models.backbone.size(),
+        models.heads.len(),
+        workers,
+        threads,
+        policy,
+        random_label(models.backbone.random_weights())
+    );
+    let report = pipeline::run(
+        &models,
+        &config,
+        input,
+        &stop,
+        |record| writers.frame(record, &models),
+        |status| {
+            if live {
+                eprint!("\r\x1b[K{}", status_line(status));
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )?;
+    if live {
+        eprintln!();
+    }
+    writers.finish()?;
+    if let Some(rec) = recording
+        && let Ok(rec) = Arc::try_unwrap(rec)
+    {
+        let rec = rec.into_inner().unwrap_or_else(|p| p.into_inner());
+        rec.finish()?;
+    }
+    eprintln!("{}", summary(&report, &models));
+    Ok(
+        if report.lost_total() == 0 && report.recording_damage.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
