@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use dinoedge::backbone::{Arch, InputSize, ModelDir};
+use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::link::Transport;
 use dinoedge::pipeline::{
     self, FrameRecord, HeadOutput, Input, LiveStatus, Models, PipelineConfig, PipelineReport,
@@ -35,7 +36,8 @@ pub enum PolicyArg {
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
     /// Model folder (Hugging Face layout); default: the random-weight ViT-S/16 of
-    /// `model init --arch vits16 --seed 0`, made in memory.
+    /// `model init --arch vits16 --seed 0`, made in memory, with two random demonstration
+    /// heads (3 classes; 2-class segmentation) unless --head is given.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Head folders (from `probe fit`); any number, classification or segmentation.
@@ -81,6 +83,29 @@ impl ModelArgs {
                 PathBuf::from("(built-in ViT-S/16, seed 0)"),
             ),
         };
+        if self.model.is_none() && self.heads.is_empty() {
+            // The demonstration: random heads on the random backbone, so that every stage runs.
+            let size = self.size.unwrap_or(InputSize::new(224, 224));
+            let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect();
+            let heads = vec![
+                (
+                    PathBuf::from("demo-classify"),
+                    HeadFiles::random(&model, Task::Classify, names(&["a", "b", "c"]), size, 1),
+                ),
+                (
+                    PathBuf::from("demo-segment"),
+                    HeadFiles::random(
+                        &model,
+                        Task::Segment,
+                        names(&["background", "region"]),
+                        size,
+                        2,
+                    ),
+                ),
+            ];
+            return Models::from_files(&model, &path, Some(size), heads, threads)
+                .context("preparing the backbone and heads");
+        }
         Models::load(&model, &path, self.size, &self.heads, threads)
             .context("preparing the backbone and heads")
     }

@@ -250,6 +250,47 @@ impl HeadFiles {
         safetensors::serialize_to_file(views, None, &weights_path).map_err(fbad)
     }
 
+    /// A head with random weights for `model` (seeded, so runs repeat): for demonstrations and
+    /// tests of the machinery only; its outputs mean nothing, and its fit record says so.
+    pub fn random(
+        model: &ModelDir,
+        task: Task,
+        classes: Vec<String>,
+        size: InputSize,
+        seed: u64,
+    ) -> Self {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let input = match task {
+            Task::Classify => HeadInput::ClsMeanPatch,
+            Task::Segment => HeadInput::Patch { blocks: Vec::new() },
+        };
+        let width = input.width(model.config.hidden_size);
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+        let normal = rand_distr::StandardNormal;
+        let scale = 1.0 / (width as f32).sqrt();
+        let weight = Array2::from_shape_simple_fn((classes.len(), width), || {
+            let v: f32 = normal.sample(&mut rng);
+            v * scale
+        });
+        HeadFiles {
+            path: PathBuf::from(format!("random-{task:?}-head").to_lowercase()),
+            spec: HeadSpec {
+                format: FORMAT.into(),
+                version: VERSION,
+                task,
+                multi_label: false,
+                classes: classes.clone(),
+                input,
+                backbone: BackboneId::of(model),
+                size: [size.height, size.width],
+                fit: serde_json::json!({"random_weights": true, "seed": seed}),
+            },
+            bias: Array1::zeros(classes.len()),
+            weight,
+        }
+    }
+
     /// Checks that the head was fitted on `model` at `size`; the error names what differs.
     pub fn check_fits(
         &self,

@@ -99,6 +99,21 @@ impl Models {
         for dir in head_dirs {
             files.push((dir.clone(), HeadFiles::load(dir).map_err(head_err(dir))?));
         }
+        Self::from_files(model, model_path, size, files, threads)
+    }
+
+    /// As [`Self::load`], from heads already in memory, each with the path it is named by.
+    pub fn from_files(
+        model: &ModelDir,
+        model_path: &Path,
+        size: Option<InputSize>,
+        files: Vec<(PathBuf, HeadFiles)>,
+        threads: usize,
+    ) -> Result<Self, ModelsError> {
+        let head_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ModelsError::Head { path, source }
+        };
         let size = match size {
             Some(s) => s,
             None => files
