@@ -263,7 +263,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         workers,
         roi: args.model.roi,
         max_frames: args.frames,
-        capture_clock: !matches!(pace, dinoedge::recording::Pace::MaxSpeed),
+        capture_clock: false,
         ..PipelineConfig::default()
     };
     let labels_file = args

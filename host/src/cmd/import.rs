@@ -32,6 +32,10 @@ pub struct ImportArgs {
     /// The link's speed in MB/s, for the time each frame takes to arrive.
     #[arg(long, default_value_t = 40.0)]
     link_mbps: f64,
+    /// Send images and video as Gray8 (luminance, BT.601) instead of Rgb888, as a
+    /// greyscale ultrasound scanner would.
+    #[arg(long)]
+    gray: bool,
     /// The recording to write.
     #[arg(short, long)]
     output: PathBuf,
@@ -71,7 +75,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             }
             _ => bail!("say what to import: --dicom FILE, --images DIR or --video FILE"),
         };
-    let frames: Box<dyn Iterator<Item = Result<SourceFrame, _>>> = frames;
+    let gray = args.gray;
+    let frames: Box<dyn Iterator<Item = Result<SourceFrame, _>>> = Box::new(
+        frames.map(move |f: Result<SourceFrame, _>| f.map(|f| if gray { f.to_gray() } else { f })),
+    );
     let mut writer = RecordingWriter::create(&args.output)?;
     let report = import(frames, &source, &config, &mut writer);
     let report = match report {

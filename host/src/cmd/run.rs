@@ -419,13 +419,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         roi: args.model.roi,
         max_frames: args.frames,
         duration,
-        capture_clock: !matches!(
-            &input,
-            Input::Replay {
-                pace: Pace::MaxSpeed,
-                ..
-            }
-        ),
+        capture_clock: !matches!(&input, Input::Replay { .. }),
         record: recording.clone(),
         ..PipelineConfig::default()
     };

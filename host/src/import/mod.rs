@@ -35,6 +35,28 @@ pub struct SourceFrame {
     pub label: Option<String>,
 }
 
+impl SourceFrame {
+    /// The frame as Gray8 (BT.601 luminance of RGB); Gray8 frames stay as they are.
+    pub fn to_gray(self) -> SourceFrame {
+        if self.format != PixelFormat::Rgb888 {
+            return self;
+        }
+        let data = self
+            .data
+            .chunks_exact(3)
+            .map(|p| {
+                let y = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                y.round().clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        SourceFrame {
+            format: PixelFormat::Gray8,
+            data,
+            ..self
+        }
+    }
+}
+
 /// How the imported stream is timed and framed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportConfig {

@@ -320,6 +320,9 @@ async fn serve(
         ping_id: 0,
         clock: Vec::new(),
     };
+    // A new connection may be a rebooted edge whose clock began anew: the old offset is void.
+    shared.stats.clock_offset_us = None;
+    shared.stats.clock_rtt_us = None;
     let mut tick = tokio::time::interval(config.tick);
     let base = shared.stats.clone();
     let reason = loop {

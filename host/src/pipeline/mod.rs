@@ -96,8 +96,9 @@ pub struct PipelineConfig {
     pub max_frames: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Measure latency from capture when the edge clock is known (off for replays at full
-    /// speed, whose recorded clock exchanges mean nothing when time is compressed).
+    /// Measure latency from capture when the edge clock is known. Off for replays: their
+    /// clock exchanges are the recorded host's, whose clock is not the replaying host's, so
+    /// latency runs from each frame's arrival at the host.
     pub capture_clock: bool,
     /// Record the link's bytes here (a live link only).
     pub record: Option<crate::recording::tap::SharedRecording>,
@@ -383,6 +384,8 @@ pub fn run(
                     }))
                 }
             };
+            // No device to wait for between recorded connections.
+            link_config.reconnect_delay = Duration::ZERO;
             if gate.is_some() {
                 // Time stands still while the replay waits for the pipeline.
                 link_config.link_timeout = Duration::from_secs(24 * 3600);
