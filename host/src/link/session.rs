@@ -233,6 +233,7 @@ pub async fn run_link(
         backlog: Default::default(),
     };
     let mut last_open_warning = None;
+    let replaying = matches!(opener.transport(), super::Transport::Replay(_));
     // Between connections the consumer still gets what waits in the backlog (the end of the
     // last connection's frames, its `Disconnected`), on the same tick as in a connection.
     let mut flush = tokio::time::interval(config.tick);
@@ -252,10 +253,19 @@ pub async fn run_link(
         match opened {
             Ok((r, w)) => {
                 shared.stats.connections += 1;
-                tracing::info!(transport = %opener.transport(), "connected");
+                // A replay opens a connection per recorded one (per loop, too): not news.
+                if replaying {
+                    tracing::debug!(transport = %opener.transport(), "connected");
+                } else {
+                    tracing::info!(transport = %opener.transport(), "connected");
+                }
                 shared.emit(LinkEvent::Connected);
                 let reason = serve(r, w, &mut shared, &mut results, &stats, &mut stop).await;
-                tracing::info!(%reason, "connection ended");
+                if replaying {
+                    tracing::debug!(%reason, "connection ended");
+                } else {
+                    tracing::info!(%reason, "connection ended");
+                }
                 opener.note_closed(&reason);
                 shared.emit(LinkEvent::Disconnected { reason });
                 stats.send_replace(shared.stats.clone());
@@ -276,6 +286,12 @@ pub async fn run_link(
                 _ = flush.tick() => shared.flush_backlog(),
                 _ = stop.changed() => break,
             }
+        }
+    }
+    // Results that found no session to go to are counted, not silently dropped.
+    if let Some(rx) = &mut results {
+        while rx.try_recv().is_ok() {
+            shared.stats.results_stale += 1;
         }
     }
     // What the consumer has not taken yet is still delivered, waiting for room now.
@@ -562,8 +578,17 @@ async fn welcome(
         results_sent: 0,
     });
     conn.last_credit = Instant::now();
+    // The clock offset is wanted before the first frame's capture time is mapped.
+    conn.ping_id = conn.ping_id.wrapping_add(1);
+    writer
+        .send(&Message::Ping(Ping {
+            id: conn.ping_id,
+            sent_us: shared.now_us(),
+        }))
+        .await?;
+    conn.last_ping = Instant::now();
     shared.stats.sessions += 1;
-    tracing::info!(session_id, device = %hello.device_id, "session begins");
+    tracing::debug!(session_id, device = %hello.device_id, "session begins");
     shared.emit(LinkEvent::SessionStarted {
         session_id,
         hello: Box::new(hello.clone()),

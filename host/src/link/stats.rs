@@ -35,7 +35,7 @@ pub struct LinkStats {
     pub clock_rtt_us: Option<u64>,
     /// Results sent to the edge.
     pub results_sent: u64,
-    /// Results not sent because their frame's session had ended.
+    /// Results not sent: their frame's session had ended, or the link stopped first.
     pub results_stale: u64,
     /// Results sent without their mask, which did not fit the edge's packet size.
     pub results_mask_left_out: u64,

@@ -633,7 +633,11 @@ pub fn run(
                 record.dropped_before = shared.dropped_recently.swap(0, Ordering::Relaxed);
                 let outgoing = record.wire_result(models, config);
                 record.stamps.sent_us = now_us();
-                let _ = results_tx.try_send(outgoing);
+                // The link takes results as fast as it writes; one it has no room for (a
+                // stalled link) is counted rather than waited for.
+                if results_tx.try_send(outgoing).is_err() {
+                    report.results_not_queued += 1;
+                }
                 if let Some(e) = &record.error {
                     let reason = format!("bad_input: {}", short_reason(e));
                     *bad_input.entry(reason).or_default() += 1;

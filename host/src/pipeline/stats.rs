@@ -174,6 +174,8 @@ pub struct PipelineReport {
     pub dropped_at_edge: u64,
     /// Results sent to the edge.
     pub results_sent: u64,
+    /// Results the link had no room for (a stalled link), not sent.
+    pub results_not_queued: u64,
     /// Latency percentiles (capture, or arrival when the edge clock is unknown, to result sent).
     pub latency: Percentiles,
     /// Whether latency was measured from capture for every frame.
