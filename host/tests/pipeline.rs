@@ -126,6 +126,10 @@ fn run(
                     }
                 }
             }
+            // The result sent to the edge carries the frame's seq and its own latency.
+            let out = r.wire_result(models, &PipelineConfig::default());
+            assert_eq!(out.result.seq, r.frame.start.seq);
+            assert!(out.result.latency.total_us > 0);
             lines.push(r.to_json(models))
         },
         |_| {},

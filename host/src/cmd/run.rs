@@ -457,6 +457,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     writers.finish()?;
+    // The config holds the other handle on the recording.
+    drop(config);
     if let Some(rec) = recording
         && let Ok(rec) = Arc::try_unwrap(rec)
     {

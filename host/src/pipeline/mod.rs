@@ -631,8 +631,9 @@ pub fn run(
         match out_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(mut record) => {
                 record.dropped_before = shared.dropped_recently.swap(0, Ordering::Relaxed);
-                let outgoing = record.wire_result(models, config);
+                // Stamped as it goes out, so that the result carries its own total latency.
                 record.stamps.sent_us = now_us();
+                let outgoing = record.wire_result(models, config);
                 // The link takes results as fast as it writes; one it has no room for (a
                 // stalled link) is counted rather than waited for.
                 if results_tx.try_send(outgoing).is_err() {
