@@ -156,7 +156,15 @@ fn model_init_export_features_and_bench_model() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for key in ["median_ms", "p90_ms", "fps", "threads", "size", "arch"] {
+    for key in [
+        "median_ms",
+        "p90_ms",
+        "p99_ms",
+        "fps",
+        "threads",
+        "size",
+        "arch",
+    ] {
         assert!(v.get(key).is_some(), "{key} missing: {out}");
     }
     assert_eq!(v["threads"], 2);

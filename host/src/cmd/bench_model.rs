@@ -137,7 +137,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         let i = ((times.len() as f64 - 1.0) * p).round() as usize;
         times.get(i).copied().unwrap_or(f64::NAN)
     };
-    let (median, p90) = (pct(0.5), pct(0.9));
+    let (median, p90, p99) = (pct(0.5), pct(0.9), pct(0.99));
     let (min, max) = (pct(0.0), pct(1.0));
     let per_frame = |ms: f64| ms / args.batch as f64;
     // Throughput: from the median latency for one state; measured over the wall clock (warm-up
@@ -157,6 +157,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             "runs": args.runs,
             "median_ms": per_frame(median),
             "p90_ms": per_frame(p90),
+            "p99_ms": per_frame(p99),
             "min_ms": per_frame(min),
             "max_ms": per_frame(max),
             "fps": fps,
@@ -186,9 +187,10 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             random_label(random)
         );
         println!(
-            "  ms per frame: median {:.2}  p90 {:.2}  min {:.2}  max {:.2}   ({} runs, prepared in {:.0} ms)",
+            "  ms per frame: median {:.2}  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}   ({} runs, prepared in {:.0} ms)",
             per_frame(median),
             per_frame(p90),
+            per_frame(p99),
             per_frame(min),
             per_frame(max),
             times.len(),

@@ -44,7 +44,7 @@ enum Command {
     /// Fit heads on frozen features of labelled images, and measure them.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
-    /// Time the backbone alone with tract: median, p90, min and max ms per frame, frames/s.
+    /// Time the backbone alone with tract: median, p90, p99, min and max ms per frame, frames/s.
     BenchModel(bench_model::BenchModelArgs),
     /// Run the pipeline on a live link or a recording: results back to the edge, JSON lines,
     /// overlays, a live status line, a summary.

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use dinoedge_proto::PixelFormat;
 
@@ -57,6 +58,7 @@ pub struct VideoFrames {
     pub fps: Option<f64>,
     read: u32,
     done: bool,
+    stderr_tail: Arc<Mutex<String>>,
 }
 
 impl VideoFrames {
@@ -94,14 +96,37 @@ impl VideoFrames {
             let (n, d) = (n.parse::<f64>().ok()?, d.parse::<f64>().ok()?);
             (d > 0.0 && n > 0.0).then(|| n / d)
         });
+        // The stream probed and no rotation: the frames must have the probed size.
         let mut child = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
+            .args(["-v", "error", "-noautorotate", "-i"])
             .arg(path)
-            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| missing("ffmpeg", e))?;
+        // ffmpeg's complaints are read as they come (a full pipe would stall it); the last
+        // few kilobytes are kept for the error message.
+        let stderr_tail = Arc::new(Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut t) = tail.lock() {
+                        t.push_str(&String::from_utf8_lossy(buf.get(..n).unwrap_or_default()));
+                        let excess = t.len().saturating_sub(4096);
+                        if excess > 0 {
+                            let cut = t.char_indices().map(|(i, _)| i).find(|&i| i >= excess);
+                            t.replace_range(..cut.unwrap_or(0), "");
+                        }
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().ok_or_else(|| VideoError::Decode {
             path: path.to_owned(),
             frame: 0,
@@ -116,6 +141,7 @@ impl VideoFrames {
             fps,
             read: 0,
             done: false,
+            stderr_tail,
         })
     }
 }
@@ -168,10 +194,11 @@ impl Iterator for VideoFrames {
 
 impl VideoFrames {
     fn decode_error(&mut self, detail: String) -> ImportError {
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
+        let stderr = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
         ImportError::Video(VideoError::Decode {
             path: self.path.clone(),
             frame: self.read,

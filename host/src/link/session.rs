@@ -168,13 +168,33 @@ impl Shared<'_> {
             return;
         }
         match self.events.try_send(event) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(event)) => self.count_unheard(&event),
             Err(mpsc::error::TrySendError::Full(event)) => self.hold(event),
         }
     }
 
+    /// A frame the consumer stopped listening for is lost, and counted as such.
+    fn count_unheard(&mut self, event: &LinkEvent) {
+        if let LinkEvent::Frame(_) = event {
+            *self
+                .stats
+                .frames_lost
+                .entry("HostStopped".into())
+                .or_default() += 1;
+        }
+    }
+
     fn hold(&mut self, event: LinkEvent) {
-        if self.backlog.len() < MAX_BACKLOG {
+        // Connection and session events are few and must never be lost (a consumer waits
+        // for a `Disconnected`); frames, logs and edge events are bounded.
+        let structural = matches!(
+            event,
+            LinkEvent::Connected
+                | LinkEvent::SessionStarted { .. }
+                | LinkEvent::Disconnected { .. }
+        );
+        if self.backlog.len() < MAX_BACKLOG || structural {
             self.backlog.push_back(event);
         } else if let LinkEvent::Frame(f) = event {
             *self
@@ -195,8 +215,11 @@ impl Shared<'_> {
                     self.backlog.push_front(event);
                     return;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.backlog.clear();
+                Err(mpsc::error::TrySendError::Closed(event)) => {
+                    self.count_unheard(&event);
+                    for event in std::mem::take(&mut self.backlog) {
+                        self.count_unheard(&event);
+                    }
                     return;
                 }
             }
@@ -295,10 +318,15 @@ pub async fn run_link(
         }
     }
     // What the consumer has not taken yet is still delivered, waiting for room now.
-    for event in std::mem::take(&mut shared.backlog) {
-        if events.send(event).await.is_err() {
+    let mut backlog = std::mem::take(&mut shared.backlog).into_iter();
+    for event in backlog.by_ref() {
+        if let Err(mpsc::error::SendError(event)) = events.send(event).await {
+            shared.count_unheard(&event);
             break;
         }
+    }
+    for event in backlog {
+        shared.count_unheard(&event);
     }
     shared.stats
 }
@@ -414,14 +442,20 @@ async fn send_result(
         height: *height,
         runs,
     });
-    match writer.send(&Message::Result(msg.clone())).await {
-        Ok(_) => {}
-        Err(WriteError::Encode(_)) if msg.mask.is_some() => {
+    // An edge that stops reading must not hold the link (and its timeout) hostage.
+    let limit = shared.config.link_timeout;
+    let stalled = || WriteError::Io(std::io::Error::other("the edge stopped reading"));
+    match tokio::time::timeout(limit, writer.send(&Message::Result(msg.clone()))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(WriteError::Encode(_))) if msg.mask.is_some() => {
             msg.mask = None;
             shared.stats.results_mask_left_out += 1;
-            writer.send(&Message::Result(msg)).await?;
+            tokio::time::timeout(limit, writer.send(&Message::Result(msg)))
+                .await
+                .map_err(|_| stalled())??;
         }
-        Err(e) => return Err(e),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(stalled()),
     }
     session.results_sent = session.results_sent.wrapping_add(1);
     shared.stats.results_sent += 1;

@@ -321,6 +321,8 @@ struct Shared {
     superseded: AtomicU64,
     /// Dropped since the last result went out.
     dropped_recently: AtomicU64,
+    /// Received but not processed because the run was stopping.
+    stopped: AtomicU64,
 }
 
 /// Runs the pipeline on `input` until the input ends (a replay), `stop` turns true, or a
@@ -408,6 +410,12 @@ pub fn run(
         stop_link_rx,
     ));
 
+    // Every worker's state first: an error here must not leave threads running.
+    let mut states = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        states.push(models.backbone.state()?);
+    }
+
     // Ingest: link events to frames for the first hand-off. It stops when told (the caller's
     // flag, seen by the output stage), at the deadline, or at the end of a replay.
     let ingest_stop = Arc::new(AtomicBool::new(false));
@@ -475,7 +483,10 @@ pub fn run(
                                     shared.dropped_recently.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Ok(None) => {}
-                                Err(_) => break,
+                                Err(_) => {
+                                    shared.stopped.fetch_add(1, Ordering::Relaxed);
+                                    break;
+                                }
                             }
                         }
                         LinkEvent::Disconnected { .. } => disconnects += 1,
@@ -483,12 +494,23 @@ pub fn run(
                     }
                 }
                 q1.close();
+                // Frames the link already handed over are counted, not dropped unseen; the
+                // link counts what it could no longer hand over (`HostStopped`).
+                events_rx.close();
+                while let Ok(event) = events_rx.try_recv() {
+                    if let LinkEvent::Frame(_) = event {
+                        shared.received.fetch_add(1, Ordering::Relaxed);
+                        shared.stopped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             })
             .map_err(|e| PipelineError::Runtime(e.to_string()))?
     };
 
     // Output channel from the stages to this thread.
-    let (out_tx, out_rx) = std_mpsc::channel::<FrameRecord>();
+    // Bounded: a slow output stage (overlays, a slow disk) holds the workers back, and the
+    // policy's hand-offs decide what waits, instead of a queue growing without end.
+    let (out_tx, out_rx) = std_mpsc::sync_channel::<FrameRecord>(workers * 2 + 2);
 
     // Preprocessing: one thread, overlapping the backbone's work on earlier frames.
     let preprocess = {
@@ -524,7 +546,11 @@ pub fn run(
                                     shared.dropped_recently.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Ok(None) => {}
-                                Err(_) => break,
+                                Err(_) => {
+                                    // The workers are gone: nothing more can be processed.
+                                    q1.close();
+                                    break;
+                                }
                             }
                         }
                         Err(e) => {
@@ -553,9 +579,9 @@ pub fn run(
     // Workers: one tract state each.
     let mut worker_threads = Vec::new();
     let worker_error: Arc<Mutex<Option<String>>> = Arc::default();
-    for i in 0..workers {
-        let mut state = models.backbone.state()?;
-        let (q2, out_tx, models, worker_error) = (
+    for (i, mut state) in states.into_iter().enumerate() {
+        let (q1, q2, out_tx, models, worker_error) = (
+            q1.clone(),
             q2.clone(),
             out_tx.clone(),
             models.clone(),
@@ -565,7 +591,7 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("backbone-{i}"))
                 .spawn(move || {
-                    let _guard = CloseOnPanic(vec![q2.clone()]);
+                    let _guard = CloseOnPanic(vec![q1.clone(), q2.clone()]);
                     while let Some(mut job) = q2.pop() {
                         let Some(pixels) = job.pixels.take() else {
                             continue;
@@ -602,6 +628,7 @@ pub fn run(
                     // A worker that stopped must not leave the others' producers waiting.
                     if worker_error.lock().map(|w| w.is_some()).unwrap_or(true) {
                         q2.close();
+                        q1.close();
                     }
                 })
                 .map_err(|e| PipelineError::Runtime(e.to_string()))?,
@@ -669,7 +696,8 @@ pub fn run(
                     && !stopping
                 {
                     stopping = true;
-                    stop_ingest(&q1);
+                    ingest_stop.store(true, Ordering::Relaxed);
+                    q1.close();
                 }
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -699,6 +727,10 @@ pub fn run(
             processed_at_tick = report.frames_processed;
         }
     }
+    // Every stage has finished (or failed): the input stops too, whatever it was doing.
+    ingest_stop.store(true, Ordering::Relaxed);
+    q1.close();
+    q2.close();
     let elapsed = started.elapsed().as_secs_f64();
     let usage_end = ProcessUsage::now();
     let join = |h: std::thread::JoinHandle<()>, name: &str| {
@@ -724,6 +756,10 @@ pub fn run(
     let superseded = shared.superseded.load(Ordering::Relaxed);
     if superseded > 0 {
         report.dropped.insert("superseded".into(), superseded);
+    }
+    let stopped = shared.stopped.load(Ordering::Relaxed);
+    if stopped > 0 {
+        report.dropped.insert("stopped".into(), stopped);
     }
     report.dropped.extend(bad_input);
     report.lost = link_stats.frames_lost.clone();
@@ -758,11 +794,6 @@ impl Drop for CloseOnPanic {
             }
         }
     }
-}
-
-/// Ends the input early: frames already waiting are still processed.
-fn stop_ingest(q1: &Handoff<Job>) {
-    q1.close();
 }
 
 /// An error's first line, short enough to name a counter.

@@ -68,13 +68,20 @@ impl Player {
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let mut end = ReplayEnd::default();
+            let mut first = true;
             loop {
+                let before = end.connections;
                 match RecordingReader::open(&path) {
-                    Ok(reader) => play(reader, pace, gate.clone(), &conn_tx, &mut end).await,
+                    Ok(reader) => {
+                        play(reader, pace, gate.clone(), &conn_tx, &mut end, first).await;
+                    }
                     Err(e) => end.error = Some(e.to_string()),
                 }
+                first = false;
                 let again = repeat_for.is_some_and(|d| started.elapsed() < d);
-                if !again || end.error.is_some() || conn_tx.is_closed() {
+                // A pass that opened no connection has nothing to repeat.
+                if !again || end.error.is_some() || conn_tx.is_closed() || end.connections == before
+                {
                     break;
                 }
             }
@@ -102,6 +109,7 @@ async fn play(
     gate: Option<Gate>,
     connections: &mpsc::Sender<DuplexStream>,
     end: &mut ReplayEnd,
+    first_pass: bool,
 ) {
     let mut current: Option<DuplexStream> = None;
     // Recorded time `origin_t` plays at `origin`; waiting on the gate moves `origin` on, so the
@@ -131,7 +139,13 @@ async fn play(
         if let Pace::Realtime { speed } = pace {
             let (at, t0) = *origin.get_or_insert((tokio::time::Instant::now(), record.t_us));
             let offset = record.t_us.saturating_sub(t0) as f64 / speed.max(1e-9);
-            tokio::time::sleep_until(at + Duration::from_secs_f64(offset / 1e6)).await;
+            // A time too far out to sleep until (a damaged clock) plays at once.
+            if let Some(when) = Duration::try_from_secs_f64(offset / 1e6)
+                .ok()
+                .and_then(|d| at.checked_add(d))
+            {
+                tokio::time::sleep_until(when).await;
+            }
         }
         if let Some(gate) = &gate {
             let waited_from = tokio::time::Instant::now();
@@ -167,5 +181,8 @@ async fn play(
     if let Some(mut stream) = current.take() {
         let _ = stream.shutdown().await;
     }
-    end.damage.extend_from_slice(reader.damage());
+    // Each pass meets the same damage: it is reported once.
+    if first_pass {
+        end.damage.extend_from_slice(reader.damage());
+    }
 }

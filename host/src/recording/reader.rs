@@ -44,14 +44,6 @@ pub enum Damage {
         /// Its bytes present.
         bytes: u64,
     },
-    /// A valid record of a kind this build does not know (written by a newer minor
-    /// revision); skipped.
-    UnknownKind {
-        /// Where it starts.
-        offset: u64,
-        /// The kind byte.
-        kind: u8,
-    },
 }
 
 impl std::fmt::Display for Damage {
@@ -64,9 +56,6 @@ impl std::fmt::Display for Damage {
                 f,
                 "truncated: the last record (offset {offset}, {bytes} bytes) is incomplete"
             ),
-            Damage::UnknownKind { offset, kind } => {
-                write!(f, "unknown record kind {kind} at offset {offset}, skipped")
-            }
         }
     }
 }
@@ -181,7 +170,11 @@ impl RecordingReader {
             let read = self.file.read(&mut self.buf[len..]);
             let got = match read {
                 Ok(got) => got,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    // A signal, not the end of the file: read again.
+                    self.buf.truncate(len);
+                    continue;
+                }
                 Err(e) => {
                     self.buf.truncate(len);
                     return Err(RecordingError::io(&self.path, e));
@@ -278,7 +271,8 @@ impl RecordingReader {
             let mut t = [0u8; 8];
             t.copy_from_slice(&head[9..17]);
             let t_us = u64::from_le_bytes(t);
-            if len > MAX_RECORD_PAYLOAD {
+            // An impossible length or kind is not a record start: no CRC is worth computing.
+            if len > MAX_RECORD_PAYLOAD || RecordKind::from_byte(kind_byte).is_none() {
                 self.skip_to_next_sync()?;
                 continue;
             }
@@ -310,19 +304,13 @@ impl RecordingReader {
             let offset = self.position();
             let payload = body[RECORD_HEAD - 4..].to_vec();
             self.start += total;
-            match RecordKind::from_byte(kind_byte) {
-                Some(kind) => {
-                    return Ok(Some(Record {
-                        kind,
-                        t_us,
-                        payload,
-                        offset,
-                    }));
-                }
-                None => self.damage.push(Damage::UnknownKind {
+            if let Some(kind) = RecordKind::from_byte(kind_byte) {
+                return Ok(Some(Record {
+                    kind,
+                    t_us,
+                    payload,
                     offset,
-                    kind: kind_byte,
-                }),
+                }));
             }
         }
     }

@@ -14,15 +14,18 @@ use super::writer::RecordingWriter;
 /// connection's opening and end).
 pub type SharedRecording = Arc<Mutex<RecordingWriter>>;
 
-/// Records `payload`; a failing disk is logged once per call site and remembered by the
-/// writer (the link goes on: losing the recording must not lose the frames).
+/// Records `payload`; a failing disk is logged once and remembered by the writer, whose
+/// `finish` reports it (the link goes on: losing the recording must not lose the frames).
 pub fn record(recording: &SharedRecording, kind: RecordKind, payload: &[u8]) {
     let mut w = match recording.lock() {
         Ok(w) => w,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if let Err(e) = w.write(kind, payload) {
-        tracing::error!(error = %e, "recording failed");
+    let failed_before = w.failed();
+    if let Err(e) = w.write(kind, payload)
+        && !failed_before
+    {
+        tracing::error!(error = %e, "recording failed; the link goes on unrecorded");
     }
 }
 

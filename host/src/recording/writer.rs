@@ -128,6 +128,11 @@ impl RecordingWriter {
         self.time_base_us + self.started.elapsed().as_micros() as u64
     }
 
+    /// Whether a write has failed (nothing more is written after that).
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Records `payload` now.
     pub fn write(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(), RecordingError> {
         let t = self.now_us();
@@ -178,8 +183,15 @@ impl RecordingWriter {
         Ok(())
     }
 
-    /// Syncs everything to the disk and closes the file.
+    /// Syncs everything to the disk and closes the file; a write that failed earlier is
+    /// reported here too, so that a cut-short recording is never taken for a whole one.
     pub fn finish(self) -> Result<(), RecordingError> {
+        if let Some(reason) = &self.failed {
+            return Err(RecordingError::io(
+                &self.path,
+                std::io::Error::other(format!("an earlier write failed: {reason}")),
+            ));
+        }
         self.file
             .sync_all()
             .map_err(|e| RecordingError::io(&self.path, e))
