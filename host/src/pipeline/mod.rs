@@ -677,7 +677,12 @@ pub fn run(
                     }
                     let l = s.latency_us();
                     let _ = latency.record(l.max(1));
+                    let from_capture = s.capture_us.is_some_and(|c| c <= s.received_us);
                     for (name, v) in s.stages() {
+                        // Transfer is only known where capture is.
+                        if name == "transfer" && !from_capture {
+                            continue;
+                        }
                         let _ = stage_hists
                             .entry(name)
                             .or_insert_with(micros_histogram)
