@@ -42,7 +42,7 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
             &pipeline_stop,
             |r| {
                 let s = &r.stamps;
-                if s.capture_us.is_some_and(|c| c <= s.received_us) {
+                if s.from_capture() {
                     from_capture += 1;
                 }
             },

@@ -274,7 +274,7 @@ impl FrameRecord {
             "size": [start.width, start.height],
             "format": format!("{:?}", start.format),
             "latency_ms": s.latency_us() as f64 / 1000.0,
-            "latency_from": if s.capture_us.is_some_and(|c| c <= s.received_us) { "capture" } else { "received" },
+            "latency_from": if s.from_capture() { "capture" } else { "received" },
             "stages_ms": stages,
             "heads": heads,
             "error": self.error,
@@ -672,12 +672,12 @@ pub fn run(
                 } else {
                     report.frames_processed += 1;
                     let s = &record.stamps;
-                    if s.capture_us.is_none_or(|c| c > s.received_us) {
+                    let from_capture = s.from_capture();
+                    if !from_capture {
                         report.latency_from_capture = false;
                     }
                     let l = s.latency_us();
                     let _ = latency.record(l.max(1));
-                    let from_capture = s.capture_us.is_some_and(|c| c <= s.received_us);
                     for (name, v) in s.stages() {
                         // Transfer is only known where capture is.
                         if name == "transfer" && !from_capture {

@@ -32,9 +32,17 @@ pub struct Stamps {
 impl Stamps {
     /// Where latency is measured from: the capture when known, else the arrival.
     pub fn origin_us(&self) -> u64 {
-        self.capture_us
-            .filter(|&c| c <= self.received_us)
-            .unwrap_or(self.received_us)
+        self.capture().unwrap_or(self.received_us)
+    }
+
+    /// The capture time, where it is known and plausible (not after the arrival).
+    pub fn capture(&self) -> Option<u64> {
+        self.capture_us.filter(|&c| c <= self.received_us)
+    }
+
+    /// Whether latency runs from the capture.
+    pub fn from_capture(&self) -> bool {
+        self.capture().is_some()
     }
 
     /// Capture (or arrival) to result sent.
@@ -48,9 +56,7 @@ impl Stamps {
         [
             (
                 "transfer",
-                self.capture_us
-                    .filter(|&c| c <= self.received_us)
-                    .map_or(0, |c| d(c, self.received_us)),
+                self.capture().map_or(0, |c| d(c, self.received_us)),
             ),
             ("wait", d(self.received_us, self.preprocess_start_us)),
             (
