@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::import::labels_path;
 use super::model::random_label;
-use super::run::{ModelArgs, OutputArgs, PolicyArg, Writers, pace, policy, summary};
+use super::run::{ModelArgs, OutputArgs, PaceArgs, PolicyArg, Writers, policy, summary};
 
 /// The echo cine shipped with dinoedge (tests/data/README.md has its source and licence).
 const ECHO_CINE: &[u8] = include_bytes!("../../../tests/data/echo_cine.dcm");
@@ -32,15 +32,8 @@ pub struct BenchArgs {
     /// Scheduling when the backbone is busy.
     #[arg(long, value_enum, default_value = "offline")]
     policy: PolicyArg,
-    /// Replay at the recorded pace (the default for --policy live).
-    #[arg(long, conflicts_with = "max_speed")]
-    realtime: bool,
-    /// Replay as fast as the pipeline goes (the default for --policy offline).
-    #[arg(long)]
-    max_speed: bool,
-    /// Speed factor with --realtime.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
+    #[command(flatten)]
+    pace: PaceArgs,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -253,7 +246,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let total = count_frames(&file).with_context(|| format!("reading {}", file.display()))?;
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
-    let pace = pace(args.realtime, args.max_speed, args.speed, policy)?;
+    let pace = args.pace.pace(policy)?;
     let repeat_for = args
         .loop_for
         .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--loop-for {s}")))

@@ -139,15 +139,8 @@ pub struct RunArgs {
     /// Replay a recording instead of a live link.
     #[arg(long)]
     replay: Option<PathBuf>,
-    /// Replay at the recorded pace (the default for --policy live).
-    #[arg(long, conflicts_with = "max_speed")]
-    realtime: bool,
-    /// Replay as fast as the pipeline goes (the default for --policy offline).
-    #[arg(long)]
-    max_speed: bool,
-    /// Replay speed factor with --realtime.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
+    #[command(flatten)]
+    pace: PaceArgs,
     /// Scheduling when the backbone is busy.
     #[arg(long, value_enum, default_value = "live")]
     policy: PolicyArg,
@@ -171,15 +164,8 @@ pub struct RunArgs {
 pub struct ReplayArgs {
     /// The recording.
     file: PathBuf,
-    /// At the recorded pace (the default for --policy live).
-    #[arg(long, conflicts_with = "max_speed")]
-    realtime: bool,
-    /// As fast as the pipeline goes (the default for --policy offline).
-    #[arg(long)]
-    max_speed: bool,
-    /// Speed factor with --realtime.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
+    #[command(flatten)]
+    pace: PaceArgs,
     /// Scheduling when the backbone is busy.
     #[arg(long, value_enum, default_value = "offline")]
     policy: PolicyArg,
@@ -200,9 +186,7 @@ impl From<ReplayArgs> for RunArgs {
             tcp: None,
             listen: None,
             replay: Some(a.file),
-            realtime: a.realtime,
-            max_speed: a.max_speed,
-            speed: a.speed,
+            pace: a.pace,
             policy: a.policy,
             model: a.model,
             output: a.output,
@@ -221,16 +205,35 @@ pub fn policy(p: PolicyArg) -> Policy {
     }
 }
 
-/// The replay pace: explicit, else at the recorded pace for live and at full speed offline.
-pub fn pace(realtime: bool, max_speed: bool, speed: f64, policy: Policy) -> anyhow::Result<Pace> {
-    if !(speed.is_finite() && speed > 0.0) {
-        bail!("--speed {speed} must be a positive number");
+/// How a replay is paced: shared by run, replay and bench.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct PaceArgs {
+    /// Replay at the recorded pace (the default for --policy live).
+    #[arg(long, conflicts_with = "max_speed")]
+    realtime: bool,
+    /// Replay as fast as the pipeline goes (the default for --policy offline).
+    #[arg(long)]
+    max_speed: bool,
+    /// Replay speed factor with --realtime.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+}
+
+impl PaceArgs {
+    /// The replay pace: explicit, else at the recorded pace for live and at full speed offline.
+    pub fn pace(&self, policy: Policy) -> anyhow::Result<Pace> {
+        let speed = self.speed;
+        if !(speed.is_finite() && speed > 0.0) {
+            bail!("--speed {speed} must be a positive number");
+        }
+        Ok(
+            if self.realtime || (!self.max_speed && policy == Policy::Live) {
+                Pace::Realtime { speed }
+            } else {
+                Pace::MaxSpeed
+            },
+        )
     }
-    Ok(if realtime || (!max_speed && policy == Policy::Live) {
-        Pace::Realtime { speed }
-    } else {
-        Pace::MaxSpeed
-    })
 }
 
 /// Stops the run on Ctrl-C (a second Ctrl-C exits at once).
@@ -394,7 +397,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, None, Some(addr), None) => Input::Link(Transport::TcpListen(addr)),
         (None, None, None, Some(path)) => Input::Replay {
             path: path.clone(),
-            pace: pace(args.realtime, args.max_speed, args.speed, policy)?,
+            pace: args.pace.pace(policy)?,
             repeat_for: None,
         },
         _ => bail!(
