@@ -162,20 +162,7 @@ impl Preprocessor {
                 size: self.config.size,
             });
         }
-        let expected = u16::try_from(frame.width)
-            .ok()
-            .zip(u16::try_from(frame.height).ok())
-            .and_then(|(fw, fh)| frame.format.frame_len(fw, fh))
-            .map_or(0, |n| n as usize);
-        if expected == 0 || frame.data.len() != expected {
-            return Err(PreprocessError::DataLength {
-                format: frame.format,
-                width: frame.width,
-                height: frame.height,
-                expected,
-                found: frame.data.len(),
-            });
-        }
+        check_len(frame.format, frame.width, frame.height, frame.data)?;
         let rect = match &self.config.roi {
             None => Rect {
                 x: 0,
@@ -236,13 +223,13 @@ impl Preprocessor {
     }
 }
 
-/// A whole frame as RGB888 (e.g. to draw on), after checking its length.
-pub fn frame_rgb(
+/// Whether `data` holds exactly one `format` frame of `width` x `height`.
+fn check_len(
     format: PixelFormat,
     width: u32,
     height: u32,
     data: &[u8],
-) -> Result<Vec<u8>, PreprocessError> {
+) -> Result<(), PreprocessError> {
     let expected = u16::try_from(width)
         .ok()
         .zip(u16::try_from(height).ok())
@@ -257,6 +244,17 @@ pub fn frame_rgb(
             found: data.len(),
         });
     }
+    Ok(())
+}
+
+/// A whole frame as RGB888 (e.g. to draw on), after checking its length.
+pub fn frame_rgb(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    data: &[u8],
+) -> Result<Vec<u8>, PreprocessError> {
+    check_len(format, width, height, data)?;
     let mut rgb = Vec::new();
     let all = Rect {
         x: 0,
