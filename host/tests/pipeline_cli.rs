@@ -9,26 +9,16 @@
 )]
 
 mod common;
-use common::{dinoedge, read_json};
+use common::{dinoedge, fixture_model, grey, read_json, s, square};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn model() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/fixtures/tiny_mlp")
-        .display()
-        .to_string()
+    fixture_model("tiny_mlp")
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
+    common::scratch("bench", tag)
 }
 
 #[test]
@@ -38,11 +28,7 @@ fn bench_scores_imported_class_labels() {
     for (class, level) in [("bright", 200u8), ("dark", 20)] {
         std::fs::create_dir_all(data.join(class)).unwrap();
         for i in 0..8u32 {
-            image::GrayImage::from_fn(40, 30, |x, y| {
-                image::Luma([level.saturating_add(((x * 7 + y * 13 + i * 31) % 17) as u8)])
-            })
-            .save(data.join(class).join(format!("p{i:02}.png")))
-            .unwrap();
+            grey(&data.join(class).join(format!("p{i:02}.png")), level, i);
         }
     }
     let head = dir.join("head");
@@ -116,22 +102,7 @@ fn bench_gives_dice_against_masks() {
     std::fs::create_dir_all(&images).unwrap();
     std::fs::create_dir_all(&masks).unwrap();
     for i in 0..8u32 {
-        let (x0, y0) = (4 + (i * 5) % 32, 6 + (i * 11) % 30);
-        let inside = |x: u32, y: u32| (x0..x0 + 24).contains(&x) && (y0..y0 + 24).contains(&y);
-        image::GrayImage::from_fn(64, 64, |x, y| {
-            image::Luma([if inside(x, y) {
-                220
-            } else {
-                30 + ((x + y) % 5) as u8
-            }])
-        })
-        .save(images.join(format!("{i}.png")))
-        .unwrap();
-        image::GrayImage::from_fn(64, 64, |x, y| {
-            image::Luma([if inside(x, y) { 255 } else { 0 }])
-        })
-        .save(masks.join(format!("{i}.png")))
-        .unwrap();
+        square(&images, &masks, i);
     }
     let head = dir.join("head");
     let (code, _, err) = dinoedge(&[

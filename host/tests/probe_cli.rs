@@ -8,36 +8,16 @@
 )]
 
 mod common;
-use common::{dinoedge, read_json};
+use common::{dinoedge, fixture_model, grey, read_json, s, square};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn model(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/fixtures")
-        .join(name)
-        .display()
-        .to_string()
+    fixture_model(name)
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-probe-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A 40x30 grey image: `level` plus a little deterministic texture.
-fn grey(path: &Path, level: u8, seed: u32) {
-    let img = image::GrayImage::from_fn(40, 30, |x, y| {
-        let t = (x * 7 + y * 13 + seed * 31) % 17;
-        image::Luma([level.saturating_add(t as u8)])
-    });
-    img.save(path).unwrap();
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
+    common::scratch("probe", tag)
 }
 
 #[test]
@@ -160,23 +140,7 @@ fn segmentation_fit_then_eval_reports_dice() {
     std::fs::create_dir_all(&images).unwrap();
     std::fs::create_dir_all(&masks).unwrap();
     for i in 0..8u32 {
-        // A bright 24x24 square on a dark 64x64 frame, in a different place each time.
-        let (x0, y0) = (4 + (i * 5) % 32, 6 + (i * 11) % 30);
-        let inside = |x: u32, y: u32| (x0..x0 + 24).contains(&x) && (y0..y0 + 24).contains(&y);
-        image::GrayImage::from_fn(64, 64, |x, y| {
-            image::Luma([if inside(x, y) {
-                220
-            } else {
-                30 + ((x + y) % 5) as u8
-            }])
-        })
-        .save(images.join(format!("{i}.png")))
-        .unwrap();
-        image::GrayImage::from_fn(64, 64, |x, y| {
-            image::Luma([if inside(x, y) { 255 } else { 0 }])
-        })
-        .save(masks.join(format!("{i}.png")))
-        .unwrap();
+        square(&images, &masks, i);
     }
     let head = dir.join("head");
     let cache = dir.join("cache");

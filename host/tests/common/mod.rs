@@ -21,3 +21,55 @@ pub fn dinoedge(args: &[&str]) -> (i32, String, String) {
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// A fixture model folder under `models/fixtures/`, as a string for the command line.
+pub fn fixture_model(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A fresh scratch folder for one test, named by `kind` and `tag`.
+pub fn scratch(kind: &str, tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dinoedge-{kind}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// A 40x30 grey image: `level` plus a little deterministic texture.
+pub fn grey(path: &std::path::Path, level: u8, seed: u32) {
+    let img = image::GrayImage::from_fn(40, 30, |x, y| {
+        let t = (x * 7 + y * 13 + seed * 31) % 17;
+        image::Luma([level.saturating_add(t as u8)])
+    });
+    img.save(path).unwrap();
+}
+
+/// Image `i` of the square set and its mask, as `images/<i>.png` and `masks/<i>.png`: a
+/// bright 24x24 square on a dark 64x64 frame, in a different place each time.
+pub fn square(images: &std::path::Path, masks: &std::path::Path, i: u32) {
+    let (x0, y0) = (4 + (i * 5) % 32, 6 + (i * 11) % 30);
+    let inside = |x: u32, y: u32| (x0..x0 + 24).contains(&x) && (y0..y0 + 24).contains(&y);
+    image::GrayImage::from_fn(64, 64, |x, y| {
+        image::Luma([if inside(x, y) {
+            220
+        } else {
+            30 + ((x + y) % 5) as u8
+        }])
+    })
+    .save(images.join(format!("{i}.png")))
+    .unwrap();
+    image::GrayImage::from_fn(64, 64, |x, y| {
+        image::Luma([if inside(x, y) { 255 } else { 0 }])
+    })
+    .save(masks.join(format!("{i}.png")))
+    .unwrap();
+}
