@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dinoedge::heads::ClassMask;
+use dinoedge::heads::{ClassMask, overlap};
 use dinoedge::import::{ImportConfig, dicom_frames, import};
 use dinoedge::pipeline::{
     self, FrameRecord, Head, HeadOutput, Input, Models, PipelineConfig, PipelineReport,
@@ -173,10 +173,11 @@ impl Scores {
         );
         let predicted = predicted.resized(truth.width, truth.height);
         for class in 1..head.classes().len().min(256) as u8 {
-            let (inter, area) = overlap(&predicted, &truth, class);
-            let e = self.dice.entry(class).or_default();
-            e.0 += 2 * inter;
-            e.1 += area;
+            if let Some((inter, in_predicted, in_truth)) = overlap(&predicted, &truth, class) {
+                let e = self.dice.entry(class).or_default();
+                e.0 += 2 * inter as u64;
+                e.1 += (in_predicted + in_truth) as u64;
+            }
         }
     }
 }
@@ -197,16 +198,6 @@ fn crop_mask(m: &ClassMask, x: usize, y: usize, w: usize, h: usize) -> ClassMask
         height: h,
         data,
     }
-}
-
-fn overlap(a: &ClassMask, b: &ClassMask, class: u8) -> (u64, u64) {
-    let mut inter = 0;
-    let mut area = 0;
-    for (&x, &y) in a.data.iter().zip(&b.data) {
-        inter += u64::from(x == class && y == class);
-        area += u64::from(x == class) + u64::from(y == class);
-    }
-    (inter, area)
 }
 
 fn read_labels(path: &Path) -> anyhow::Result<BTreeMap<u32, String>> {

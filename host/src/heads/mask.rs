@@ -241,7 +241,9 @@ pub fn iou(a: &ClassMask, b: &ClassMask, class: u8) -> Option<f64> {
     (union > 0).then(|| inter as f64 / union as f64)
 }
 
-fn overlap(a: &ClassMask, b: &ClassMask, class: u8) -> Option<(usize, usize, usize)> {
+/// Pixels of `class` in both masks, in `a`, and in `b`; `None` when the sizes differ. The
+/// counts behind [`dice`] and [`iou`], for pooling over many masks.
+pub fn overlap(a: &ClassMask, b: &ClassMask, class: u8) -> Option<(usize, usize, usize)> {
     if (a.width, a.height) != (b.width, b.height) {
         return None;
     }

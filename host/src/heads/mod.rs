@@ -17,7 +17,7 @@ use ndarray::{Array1, Array2, Array3, Axis, concatenate};
 
 use crate::backbone::Features;
 use crate::probe::logreg::{LinearClassifier, Link};
-pub use mask::{ClassMask, SegmentStats, dice, iou};
+pub use mask::{ClassMask, SegmentStats, dice, iou, overlap};
 pub use spec::{
     BackboneId, FORMAT, HeadError, HeadFiles, HeadInput, HeadSpec, SPEC_FILE, Task, VERSION,
     WEIGHTS_FILE,
