@@ -294,7 +294,7 @@ pub fn import(
             stream.edge(&Message::Heartbeat(beat))?;
             next_beat_us += 1_000_000;
         }
-        stream.frame(seq, capture_us, &frame, config)?;
+        stream.frame(seq, capture_us, &frame)?;
         if !report
             .sizes
             .contains(&(frame.width, frame.height, frame.format))
@@ -422,13 +422,7 @@ impl<'a> Stream<'a> {
         self.edge(&Message::Pong(pong))
     }
 
-    fn frame(
-        &mut self,
-        seq: u32,
-        capture_us: u64,
-        frame: &SourceFrame,
-        _config: &ImportConfig,
-    ) -> Result<(), ImportError> {
+    fn frame(&mut self, seq: u32, capture_us: u64, frame: &SourceFrame) -> Result<(), ImportError> {
         let mut crc = FrameCrc::new();
         crc.update(&frame.data);
         let start = FrameStart {

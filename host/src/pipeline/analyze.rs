@@ -91,13 +91,9 @@ impl Models {
         head_dirs: &[PathBuf],
         threads: usize,
     ) -> Result<Self, ModelsError> {
-        let head_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ModelsError::Head { path, source }
-        };
         let mut files = Vec::new();
         for dir in head_dirs {
-            files.push((dir.clone(), HeadFiles::load(dir).map_err(head_err(dir))?));
+            files.push((dir.clone(), HeadFiles::load(dir).map_err(head_error(dir))?));
         }
         Self::from_files(model, model_path, size, files, threads)
     }
@@ -110,10 +106,6 @@ impl Models {
         files: Vec<(PathBuf, HeadFiles)>,
         threads: usize,
     ) -> Result<Self, ModelsError> {
-        let head_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ModelsError::Head { path, source }
-        };
         let size = match size {
             Some(s) => s,
             None => files
@@ -137,9 +129,9 @@ impl Models {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| dir.display().to_string());
             let head = match f.spec.task {
-                Task::Classify => Head::Classify(Classifier::new(f).map_err(head_err(&dir))?),
+                Task::Classify => Head::Classify(Classifier::new(f).map_err(head_error(&dir))?),
                 Task::Segment => {
-                    let s = Segmenter::new(f).map_err(head_err(&dir))?;
+                    let s = Segmenter::new(f).map_err(head_error(&dir))?;
                     blocks.extend(s.blocks());
                     Head::Segment(s)
                 }
@@ -155,7 +147,7 @@ impl Models {
             };
             files
                 .check_fits(model, size, &blocks)
-                .map_err(head_err(dir))?;
+                .map_err(head_error(dir))?;
         }
         let mut options = RuntimeOptions {
             threads,
@@ -188,6 +180,12 @@ impl Models {
             })
             .collect()
     }
+}
+
+/// Wraps a head's error with the folder it came from.
+fn head_error(path: &Path) -> impl FnOnce(HeadError) -> ModelsError {
+    let path = path.to_owned();
+    move |source| ModelsError::Head { path, source }
 }
 
 /// The `k` best classes of `probabilities` as (class index, probability).
