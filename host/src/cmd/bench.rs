@@ -118,14 +118,14 @@ struct Scores {
 
 impl Scores {
     fn frame(&mut self, record: &FrameRecord, models: &Models) {
-        if record.error.is_some() {
+        if record.failure().is_some() {
             return;
         }
         let seq = record.frame.start.seq;
         let classify = models
             .heads
             .iter()
-            .zip(&record.heads)
+            .zip(record.outputs())
             .find(|(h, _)| matches!(h.head, Head::Classify(_)));
         if let (Some((head, HeadOutput::Classes(p))), false) = (classify, self.labels.is_empty()) {
             match self.labels.get(&seq) {
@@ -145,7 +145,7 @@ impl Scores {
         let segment = models
             .heads
             .iter()
-            .zip(&record.heads)
+            .zip(record.outputs())
             .find(|(h, _)| matches!(h.head, Head::Segment(_)));
         let Some((head, HeadOutput::Mask(predicted))) = segment else {
             return;

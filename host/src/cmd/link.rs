@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dinoedge::link::transport::Opener;
-use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, Transport, run_link};
-use dinoedge::recording::tap::SharedRecording;
-use tokio::sync::{mpsc, watch};
+use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, LiveSource, Source, Transport};
+use dinoedge::recording::{SharedRecording, TappedSource};
 
 #[derive(Debug, Args)]
 pub struct LinkArgs {
@@ -89,23 +87,25 @@ async fn serve(
     duration: Option<Duration>,
     recording: Option<SharedRecording>,
 ) -> anyhow::Result<LinkStats> {
-    let mut opener = Opener::new(transport.clone())
+    let live = LiveSource::new(transport.clone())
         .await
         .with_context(|| format!("opening {transport}"))?;
-    if let Some(rec) = recording {
-        opener.record_into(rec);
-    }
-    if let Some(addr) = opener.local_addr() {
+    if let Some(addr) = live.local_addr() {
         eprintln!("listening on {addr}");
     }
+    let source: Box<dyn Source> = match recording {
+        Some(rec) => Box::new(TappedSource::new(Box::new(live), rec)),
+        None => Box::new(live),
+    };
     let config = LinkConfig {
         credit_window: window,
         ..LinkConfig::default()
     };
-    let (events_tx, mut events) = mpsc::channel(window as usize);
-    let (stats_tx, mut stats_rx) = watch::channel(LinkStats::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let link = tokio::spawn(run_link(opener, config, events_tx, None, stats_tx, stop_rx));
+    let dinoedge::link::Link {
+        mut events,
+        handle: link,
+    } = dinoedge::link::spawn(source, config, Instant::now(), window as usize);
+    let mut stats_rx = link.watch_stats();
     let started = Instant::now();
     let live = std::io::stderr().is_terminal();
     let mut told = 0u64;
@@ -166,9 +166,8 @@ async fn serve(
     if live {
         eprintln!();
     }
-    let _ = stop_tx.send(true);
     // Frames still queued are part of the run.
-    let stats = link.await.context("the link task failed")?;
+    let stats = link.finish().await.context("the link task failed")?;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
         "{:.1} s, {:.1} frames/s, {:.2} MB/s of frame data",

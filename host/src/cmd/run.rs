@@ -299,7 +299,7 @@ impl Writers {
             self.error = Some(anyhow::Error::new(e).context("writing results"));
         }
         if let Some(dir) = &self.overlays
-            && record.error.is_none()
+            && record.failure().is_none()
             && let Err(e) = write_overlay(dir, record)
         {
             self.error = Some(e);
@@ -325,7 +325,7 @@ fn write_overlay(dir: &Path, record: &FrameRecord) -> anyhow::Result<()> {
     let rgb = dinoedge::preprocess::frame_rgb(start.format, w, h, &record.frame.data)
         .context("converting a frame for its overlay")?;
     let mut image = image::RgbImage::from_raw(w, h, rgb).context("frame size")?;
-    if let Some(mask) = record.heads.iter().find_map(|o| match o {
+    if let Some(mask) = record.outputs().find_map(|o| match o {
         HeadOutput::Mask(m) => Some(m),
         _ => None,
     }) {

@@ -1,16 +1,23 @@
-//! The host's end of the link to the edge: transports, and the session that runs over them.
+//! The host's end of the link to the edge: sources of connections, the session that runs
+//! over them as a state machine, and the runner that does its I/O.
 //!
 //! ```text
-//!  Transport::open ─► AsyncPacketReader ─► Session ─► LinkEvent (Frame, Lost, ...) ─► pipeline
-//!   serial / TCP      AsyncPacketWriter ◄─  │  handshake, credit from the consumer's free
-//!   (reopened after loss)                    │  room, reassembly, Ping/Pong clock offset,
-//!                                            └─ heartbeats, counters (LinkStats)
+//!  Source::open ─► Connection ─► runner ─bytes, now─► LinkSession ─► LinkEvent ─► pipeline
+//!  (serial, TCP,     read/write    (tokio)  ◄─packets──  handshake, credit from the consumer's
+//!   a replay; a                     ▲                    free room, reassembly, Ping/Pong clock
+//!   tap records)                    └── OutgoingResult   offset, heartbeats, liveness, counters
 //! ```
 
+pub mod config;
+pub mod event;
+pub mod runner;
 pub mod session;
+pub mod source;
 pub mod stats;
-pub mod transport;
 
-pub use session::{LinkConfig, LinkEvent, OutgoingResult, ReceivedFrame, run_link};
+pub use config::LinkConfig;
+pub use event::{LinkEvent, OutgoingResult, ReceivedFrame};
+pub use runner::{Link, LinkHandle, ResultRefused, ResultSender, spawn};
+pub use session::LinkSession;
+pub use source::{Connection, LiveSource, OpenFuture, Source, Transport, TransportError};
 pub use stats::LinkStats;
-pub use transport::{Transport, TransportError};

@@ -27,6 +27,9 @@ pub struct LinkStats {
     pub frames_lost: BTreeMap<String, u64>,
     /// Frames the edge dropped at the source for lack of credit (summed over sessions).
     pub dropped_at_edge: u64,
+    /// `Hello`s refused with a `Reject` (another protocol version, packets too small, a
+    /// format the host cannot take).
+    pub rejected: u64,
     /// Frame packets that arrived outside a session.
     pub out_of_session: u64,
     /// The latest clock offset estimate: edge clock minus host clock, microseconds.
@@ -47,21 +50,13 @@ impl LinkStats {
         self.frames_lost.values().sum()
     }
 
-    /// Adds a finished connection's decoder counters.
-    pub(crate) fn add_decoder(&mut self, d: &DecoderStats) {
-        self.bytes += d.bytes;
-        self.packets += d.packets;
-        self.resyncs += d.rejected();
-        self.crc_errors += d.crc_errors;
-    }
-
-    /// Adds a live connection's decoder counters to a copy of the finished ones (`base` is
-    /// that copy before the connection began, so nothing is counted twice).
-    pub(crate) fn add_decoder_since(&mut self, base: &LinkStats, d: &DecoderStats) {
-        self.bytes = base.bytes + d.bytes;
-        self.packets = base.packets + d.packets;
-        self.resyncs = base.resyncs + d.rejected();
-        self.crc_errors = base.crc_errors + d.crc_errors;
+    /// Takes the decoder's counters (one decoder serves the whole link, across
+    /// connections, so they are always current).
+    pub(crate) fn set_decoder(&mut self, d: &DecoderStats) {
+        self.bytes = d.bytes;
+        self.packets = d.packets;
+        self.resyncs = d.rejected();
+        self.crc_errors = d.crc_errors;
     }
 
     /// One line for a progress display.

@@ -2,15 +2,16 @@
 //! append-only file that survives a crash (`host/RECORDING.md` has the byte layout).
 //!
 //! ```text
-//!  transport ─► Tap (recording/tap.rs) ─► session        RecordingWriter (writer.rs)
-//!                 └── bytes as they pass ───────────────►  one record per read or write,
+//!  any link source ─► TappedSource (tap.rs) ─► link        RecordingWriter (writer.rs)
+//!                       └── bytes as they pass ─────────►  one record per read or write,
 //!                                                          written through, synced every second
-//!  RecordingReader (reader.rs) ─► records, damage reported ─► Player (player.rs) ─► session
+//!  RecordingReader (reader.rs) ─► records, damage reported ─► ReplaySource (replay.rs) ─► link
+//!                                  (paced; waits for the host's credit like an edge)
 //! ```
 
 mod format;
-pub mod player;
 pub mod reader;
+pub mod replay;
 pub mod tap;
 pub mod writer;
 
@@ -18,7 +19,8 @@ pub use format::{
     FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, MAX_RECORD_PAYLOAD, RECORD_OVERHEAD, RECORD_SYNC,
     RecordKind,
 };
-pub use player::{Pace, Player, ReplayEnd};
+pub use replay::{Gating, Pace, ReplayEnd, ReplaySource};
+pub use tap::{SharedRecording, TappedSource};
 pub use reader::{Damage, Record, RecordingReader, Scan};
 pub use writer::RecordingWriter;
 

@@ -1,11 +1,14 @@
-//! Taps on a transport's halves: every byte read or written passes on unchanged and is
-//! recorded with its time, as it happens.
+//! Taps on a connection's halves: every byte read or written passes on unchanged and is
+//! recorded with its time, as it happens. [`TappedSource`] puts them on every connection a
+//! source opens.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::link::{Connection, LinkConfig, OpenFuture, Source};
 
 use super::format::RecordKind;
 use super::writer::RecordingWriter;
@@ -95,5 +98,52 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for TapWrite<W> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A source whose every connection is recorded: its bytes both ways, and when it opens and
+/// ends.
+pub struct TappedSource {
+    inner: Box<dyn Source>,
+    recording: SharedRecording,
+}
+
+impl TappedSource {
+    /// Records every connection `inner` opens from now on into `recording`.
+    pub fn new(inner: Box<dyn Source>, recording: SharedRecording) -> Self {
+        TappedSource { inner, recording }
+    }
+}
+
+impl Source for TappedSource {
+    fn open(&mut self) -> OpenFuture<'_> {
+        Box::pin(async move {
+            let Some(connection) = self.inner.open().await? else {
+                return Ok(None);
+            };
+            let rec = self.recording.clone();
+            record(&rec, RecordKind::Connected, self.inner.describe().as_bytes());
+            Ok(Some(Connection {
+                read: Box::pin(TapRead::new(connection.read, rec.clone())),
+                write: Box::pin(TapWrite::new(connection.write, rec)),
+            }))
+        })
+    }
+
+    fn closed(&mut self, reason: &str) {
+        self.inner.closed(reason);
+        record(&self.recording, RecordKind::Disconnected, reason.as_bytes());
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn configure(&self, config: &mut LinkConfig) {
+        self.inner.configure(config);
+    }
+
+    fn is_live(&self) -> bool {
+        self.inner.is_live()
     }
 }

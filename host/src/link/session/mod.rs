@@ -1,0 +1,601 @@
+//! The host side of PROTOCOL.md §6 as a state machine that does no I/O and reads no clock.
+//!
+//! The runner (`super::runner`) owns the transport and the clock and calls, with `now_us` on
+//! the link's clock:
+//! - `on_connected` / `on_disconnected` when a transport connection opens and ends;
+//! - `on_bytes` with whatever the transport read, `on_tick` on every timer tick, `on_result`
+//!   for each result to send back, `set_consumer_room` with the consumer's free room;
+//!
+//! and then drains what the session wants done: `poll_transmit` (encoded packets to write, in
+//! order), `poll_event` (events for the consumer, in order) and `poll_close` (end this
+//! connection, and why). Tests drive it with a clock of their own and in-memory bytes.
+
+mod backlog;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use dinoedge_proto::clock::ClockSample;
+use dinoedge_proto::credit::grant_for;
+use dinoedge_proto::reassembly::{Reassembled, Reassembler, ReassemblerConfig};
+use dinoedge_proto::wire::{self, Decoder, EncodeError};
+use dinoedge_proto::{
+    ErrorCode, ErrorReport, Hello, MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Pong, Reject,
+    RejectReason, RleMask, Welcome,
+};
+
+use self::backlog::Backlog;
+use super::config::LinkConfig;
+use super::event::{LinkEvent, OutgoingResult, ReceivedFrame};
+use super::stats::LinkStats;
+
+/// How many clock samples are kept; the one with the shortest round trip wins.
+const CLOCK_SAMPLES: usize = 8;
+
+/// Out-of-session frame packets are answered with an error at most this often (µs).
+const PROTOCOL_ERROR_INTERVAL_US: u64 = 1_000_000;
+
+/// The host's link session over any number of successive connections.
+#[derive(Debug)]
+pub struct LinkSession {
+    /// Cuts the byte stream into packets; one for the whole link, so its counters are live.
+    decoder: Decoder<Vec<u8>>,
+    core: Core,
+}
+
+/// Everything but the decoder, so that a decoded message (which borrows the decoder) can be
+/// handled with the rest mutable.
+#[derive(Debug)]
+struct Core {
+    config: LinkConfig,
+    stats: LinkStats,
+    next_session_id: u32,
+    conn: Option<Conn>,
+    backlog: Backlog,
+    transmit: VecDeque<Vec<u8>>,
+    encode_buf: Vec<u8>,
+    consumer_room: usize,
+    close: Option<String>,
+}
+
+/// State of one connection.
+#[derive(Debug)]
+struct Conn {
+    session: Option<Session>,
+    reassembler: Reassembler,
+    max_packet_to_edge: usize,
+    last_rx: u64,
+    last_credit: u64,
+    last_heartbeat: u64,
+    last_ping: u64,
+    last_protocol_error: Option<u64>,
+    ping_id: u32,
+    clock: VecDeque<ClockSample>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u32,
+    /// The edge's cumulative drops in this session, as last reported.
+    dropped: u32,
+    results_sent: u32,
+}
+
+impl LinkSession {
+    /// A session with no connection yet. `first_session_id` numbers the first session (the
+    /// runner seeds it so that ids differ across host restarts); 0 is never used.
+    pub fn new(config: LinkConfig, first_session_id: u32) -> Self {
+        let decoder = Decoder::new(vec![0u8; wire::max_wire_len(config.max_packet_to_host)]);
+        let encode_buf = vec![0u8; wire::encode_buffer_len(config.max_packet_to_edge)];
+        LinkSession {
+            decoder,
+            core: Core {
+                backlog: Backlog::new(config.backlog_events, config.backlog_bytes),
+                config,
+                stats: LinkStats::default(),
+                next_session_id: first_session_id.max(1),
+                conn: None,
+                transmit: VecDeque::new(),
+                encode_buf,
+                consumer_room: 0,
+                close: None,
+            },
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LinkConfig {
+        &self.core.config
+    }
+
+    /// The counters so far, the current connection's bytes and packets included.
+    pub fn stats(&self) -> LinkStats {
+        let mut stats = self.core.stats.clone();
+        stats.set_decoder(self.decoder.stats());
+        stats
+    }
+
+    /// Whether a connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.core.conn.is_some()
+    }
+
+    /// The consumer's free room, in events: credit is granted from it.
+    pub fn set_consumer_room(&mut self, room: usize) {
+        self.core.consumer_room = room;
+    }
+
+    /// A transport connection opened.
+    pub fn on_connected(&mut self, now_us: u64) {
+        if self.core.conn.is_some() {
+            self.on_disconnected(now_us, "replaced by a new connection");
+        }
+        self.decoder.reset();
+        let core = &mut self.core;
+        core.close = None;
+        core.stats.connections += 1;
+        // A new connection may be a rebooted edge whose clock began anew: the old offset is
+        // void.
+        core.stats.clock_offset_us = None;
+        core.stats.clock_rtt_us = None;
+        core.conn = Some(Conn {
+            session: None,
+            reassembler: Reassembler::new(core.config.reassembly),
+            max_packet_to_edge: core.config.max_packet_to_edge,
+            last_rx: now_us,
+            last_credit: now_us,
+            last_heartbeat: now_us,
+            last_ping: now_us,
+            last_protocol_error: None,
+            ping_id: 0,
+            clock: VecDeque::new(),
+        });
+        core.emit(LinkEvent::Connected);
+    }
+
+    /// Bytes the transport read.
+    pub fn on_bytes(&mut self, now_us: u64, mut bytes: &[u8]) {
+        if self.core.conn.is_none() {
+            return;
+        }
+        while let Some(outcome) = self.decoder.push(&mut bytes) {
+            if outcome.is_err() {
+                tracing::debug!("damaged packet");
+                continue;
+            }
+            match self.decoder.message() {
+                Ok(msg) => self.core.on_message(now_us, &msg),
+                Err(e) => tracing::debug!(error = %e, "undecodable packet"),
+            }
+        }
+    }
+
+    /// A message, as if its packet had just been read (what `on_bytes` does per packet).
+    pub fn on_message(&mut self, now_us: u64, msg: &Message<'_>) {
+        if self.core.conn.is_some() {
+            self.core.on_message(now_us, msg);
+        }
+    }
+
+    /// Why the stream ended, given that the transport reported its end now.
+    pub fn end_of_stream_reason(&self) -> String {
+        match self.decoder.pending() {
+            0 => "the edge closed the link".to_owned(),
+            pending => format!("the link ended inside a packet ({pending} bytes)"),
+        }
+    }
+
+    /// Runs the timers: reassembly timeout, credit, heartbeat, ping, liveness.
+    pub fn on_tick(&mut self, now_us: u64) {
+        let packets = self.decoder.stats().packets;
+        let rejected = self.decoder.stats().rejected();
+        self.core.on_tick(now_us, packets, rejected);
+    }
+
+    /// Queues a result for the edge with a fresh credit (answering a frame frees room). A
+    /// result for an ended session is counted and dropped; a mask too large for the edge's
+    /// packets is left out and counted.
+    pub fn on_result(&mut self, now_us: u64, out: &OutgoingResult) {
+        self.core.on_result(now_us, out);
+    }
+
+    /// The connection ended: its partial frame is lost, the consumer is told.
+    pub fn on_disconnected(&mut self, _now_us: u64, reason: &str) {
+        let core = &mut self.core;
+        if core.conn.is_none() {
+            return;
+        }
+        core.settle(|r, out| r.flush(&mut |o| out.push(o)));
+        core.conn = None;
+        core.close = None;
+        // Packets queued for a connection that is gone are not sent to the next one.
+        core.transmit.clear();
+        core.emit(LinkEvent::Disconnected {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The link stops: results that can no longer be sent are counted.
+    pub fn on_results_abandoned(&mut self, count: u64) {
+        self.core.stats.results_stale += count;
+    }
+
+    /// An event the consumer can no longer take: a frame is counted lost (`HostStopped`).
+    pub fn on_unheard(&mut self, event: &LinkEvent) {
+        if let LinkEvent::Frame(_) = event {
+            *self
+                .core
+                .stats
+                .frames_lost
+                .entry("HostStopped".into())
+                .or_default() += 1;
+        }
+    }
+
+    /// The next packet to write, encoded for the wire.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.transmit.pop_front()
+    }
+
+    /// The next event for the consumer.
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.core.backlog.pop()
+    }
+
+    /// Events waiting for the consumer.
+    pub fn pending_events(&self) -> usize {
+        self.core.backlog.len()
+    }
+
+    /// Frame bytes waiting for the consumer.
+    pub fn pending_bytes(&self) -> usize {
+        self.core.backlog.bytes()
+    }
+
+    /// Set when the session wants the connection closed (the edge went silent), with why.
+    pub fn poll_close(&mut self) -> Option<String> {
+        self.core.close.take()
+    }
+}
+
+impl Core {
+    /// Queues `msg` for the wire, limited to the edge's packet size.
+    fn send(&mut self, msg: &Message<'_>) -> Result<(), EncodeError> {
+        let limit = self
+            .conn
+            .as_ref()
+            .map_or(self.config.max_packet_to_edge, |c| c.max_packet_to_edge);
+        let bytes = wire::encode_limited(msg, limit, &mut self.encode_buf)?;
+        self.transmit.push_back(bytes.to_vec());
+        Ok(())
+    }
+
+    /// Queues a message that always fits (the host's own small control messages).
+    fn send_control(&mut self, msg: &Message<'_>) {
+        if let Err(e) = self.send(msg) {
+            tracing::error!(error = %e, "a control message does not fit the link");
+        }
+    }
+
+    /// Hands an event to the consumer in order; what breaks the backlog's bounds (an edge
+    /// ignoring its credit, a consumer that stopped reading) is dropped and counted.
+    fn emit(&mut self, event: LinkEvent) {
+        if let Err(LinkEvent::Frame(f)) = self.backlog.push(event) {
+            *self
+                .stats
+                .frames_lost
+                .entry("HostQueueFull".into())
+                .or_default() += 1;
+            tracing::warn!(seq = f.frame.start.seq, "consumer far behind; frame lost");
+        }
+    }
+
+    /// The credit bound: the consumer's free room, up to the window, beyond the next frame
+    /// not yet told.
+    fn credit(&self, reassembler: &Reassembler) -> Message<'static> {
+        let free = self.consumer_room.saturating_sub(self.backlog.len());
+        let room = u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .min(self.config.credit_window);
+        Message::Credit(grant_for(reassembler.next_untold().unwrap_or(0), room))
+    }
+
+    fn send_credit(&mut self, now_us: u64) {
+        let Some(conn) = &self.conn else { return };
+        let credit = self.credit(&conn.reassembler);
+        self.send_control(&credit);
+        if let Some(conn) = &mut self.conn {
+            conn.last_credit = now_us;
+        }
+    }
+
+    fn on_message(&mut self, now_us: u64, msg: &Message<'_>) {
+        let Some(conn) = &mut self.conn else { return };
+        conn.last_rx = now_us;
+        match msg {
+            Message::Hello(hello) => self.welcome(now_us, hello),
+            Message::FrameStart(_) | Message::FrameChunk(_) | Message::FrameEnd(_) => {
+                self.on_frame_packet(now_us, msg)
+            }
+            Message::Heartbeat(beat) => {
+                if let Some(session) = &mut conn.session {
+                    note_dropped(session, beat.dropped_at_source, &mut self.stats);
+                }
+            }
+            Message::Ping(ping) => self.send_control(&Message::Pong(Pong {
+                id: ping.id,
+                ping_sent_us: ping.sent_us,
+                received_us: now_us,
+            })),
+            Message::Pong(pong) => {
+                if let Some(sample) = ClockSample::from_pong(pong, now_us) {
+                    if conn.clock.len() == CLOCK_SAMPLES {
+                        conn.clock.pop_front();
+                    }
+                    conn.clock.push_back(sample);
+                    if let Some(best) = conn.clock.iter().min_by_key(|s| s.rtt_us) {
+                        self.stats.clock_offset_us = Some(best.offset_us);
+                        self.stats.clock_rtt_us = Some(best.rtt_us);
+                    }
+                }
+            }
+            Message::Event(event) => self.emit(LinkEvent::EdgeEvent(event.clone())),
+            Message::Log(log) => {
+                tracing::info!(level = ?log.level, text = %log.text, "edge log");
+                self.emit(LinkEvent::EdgeLog(log.clone()));
+            }
+            Message::Error(report) => {
+                tracing::warn!(code = ?report.code, detail = %report.detail, "edge error");
+                self.emit(LinkEvent::EdgeError(report.clone()));
+            }
+            // Host-to-edge messages coming back are ignored (a loopback or a confused peer).
+            Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) | Message::Result(_) => {
+            }
+        }
+    }
+
+    fn on_frame_packet(&mut self, now_us: u64, msg: &Message<'_>) {
+        let Some(conn) = &mut self.conn else { return };
+        let Some(session) = &mut conn.session else {
+            self.stats.out_of_session += 1;
+            // A restarted host: tell the edge at once, at most once a second.
+            let due = conn
+                .last_protocol_error
+                .is_none_or(|t| now_us.saturating_sub(t) >= PROTOCOL_ERROR_INTERVAL_US);
+            if due {
+                conn.last_protocol_error = Some(now_us);
+                let detail =
+                    heapless::String::try_from("no session: send Hello").unwrap_or_default();
+                self.send_control(&Message::Error(ErrorReport {
+                    code: ErrorCode::Protocol,
+                    detail,
+                }));
+            }
+            return;
+        };
+        if let Message::FrameStart(start) = msg {
+            note_dropped(session, start.dropped_at_source, &mut self.stats);
+        }
+        if self.settle(|r, out| r.on_message(msg, now_us, &mut |o| out.push(o))) > 0 {
+            self.send_credit(now_us);
+        }
+    }
+
+    /// Answers a `Hello`: a new session, or a `Reject`.
+    fn welcome(&mut self, now_us: u64, hello: &Hello) {
+        let reject = |reason| {
+            Message::Reject(Reject {
+                reason,
+                supported_min: PROTOCOL_VERSION,
+                supported_max: PROTOCOL_VERSION,
+            })
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            tracing::warn!(
+                edge = hello.protocol_version,
+                host = PROTOCOL_VERSION,
+                "the edge speaks another protocol version; refused"
+            );
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::UnsupportedVersion));
+        }
+        let to_host = (hello.max_packet_tx as usize).min(self.config.max_packet_to_host);
+        let to_edge = (hello.max_packet_rx as usize).min(self.config.max_packet_to_edge);
+        if to_host < MIN_PACKET || to_edge < MIN_PACKET {
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::PacketTooSmall));
+        }
+        let implied = hello
+            .sensor
+            .format
+            .frame_len(hello.sensor.width, hello.sensor.height);
+        if implied.is_none_or(|len| len > self.config.reassembly.max_frame_len) {
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::UnsupportedFormat));
+        }
+        // A Hello in a session means the edge restarted: the old session's partial frame is
+        // lost.
+        self.settle(|r, out| r.reset(&mut |o| out.push(o)));
+        let session_id = self.next_session_id;
+        self.next_session_id = self.next_session_id.wrapping_add(1).max(1);
+        let room = self.consumer_room.saturating_sub(self.backlog.len());
+        let credits = u32::try_from(room)
+            .unwrap_or(u32::MAX)
+            .min(self.config.credit_window);
+        let reassembly = ReassemblerConfig {
+            max_chunk_len: wire::chunk_capacity(to_host) as u32,
+            ..self.config.reassembly
+        };
+        let Some(conn) = &mut self.conn else { return };
+        conn.reassembler.set_config(reassembly);
+        conn.max_packet_to_edge = to_edge;
+        conn.session = Some(Session {
+            id: session_id,
+            dropped: 0,
+            results_sent: 0,
+        });
+        conn.last_credit = now_us;
+        // The clock offset is wanted before the first frame's capture time is mapped.
+        conn.ping_id = conn.ping_id.wrapping_add(1);
+        conn.last_ping = now_us;
+        let ping = Message::Ping(Ping {
+            id: conn.ping_id,
+            sent_us: now_us,
+        });
+        self.send_control(&Message::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session_id,
+            max_packet_to_host: to_host as u32,
+            max_packet_to_edge: to_edge as u32,
+            initial_credits: credits,
+            roi: None,
+            fps_milli: None,
+        }));
+        self.send_control(&ping);
+        self.stats.sessions += 1;
+        tracing::debug!(session_id, device = %hello.device_id, "session begins");
+        self.emit(LinkEvent::SessionStarted {
+            session_id,
+            hello: Box::new(hello.clone()),
+        });
+    }
+
+    fn on_tick(&mut self, now_us: u64, packets: u64, rejected: u64) {
+        let had_outcomes = self.settle(|r, out| r.poll(now_us, &mut |o| out.push(o))) > 0;
+        let config = &self.config;
+        let Some(conn) = &mut self.conn else { return };
+        if let Some(timeout) = config.link_timeout
+            && now_us.saturating_sub(conn.last_rx) > timeout.as_micros() as u64
+        {
+            if self.close.is_none() {
+                self.close = Some(format!("nothing from the edge for {timeout:?}"));
+            }
+            return;
+        }
+        let Some(session) = &conn.session else { return };
+        let since = |t: u64| now_us.saturating_sub(t);
+        let credit_due = since(conn.last_credit) >= config.credit_interval.as_micros() as u64;
+        let heartbeat_due =
+            since(conn.last_heartbeat) >= config.heartbeat_interval.as_micros() as u64;
+        let ping_due = since(conn.last_ping) >= config.ping_interval.as_micros() as u64;
+        let results_sent = session.results_sent;
+        if heartbeat_due {
+            conn.last_heartbeat = now_us;
+        }
+        if ping_due {
+            conn.ping_id = conn.ping_id.wrapping_add(1);
+            conn.last_ping = now_us;
+        }
+        let ping_id = conn.ping_id;
+        if had_outcomes || credit_due {
+            self.send_credit(now_us);
+        }
+        if heartbeat_due {
+            self.send_control(&Message::Heartbeat(dinoedge_proto::Heartbeat {
+                now_us,
+                frames_sent: results_sent,
+                dropped_at_source: 0,
+                packets_received: packets as u32,
+                packets_rejected: rejected as u32,
+            }));
+        }
+        if ping_due {
+            self.send_control(&Message::Ping(Ping {
+                id: ping_id,
+                sent_us: now_us,
+            }));
+        }
+    }
+
+    fn on_result(&mut self, now_us: u64, out: &OutgoingResult) {
+        let current = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|s| s.id == out.session_id);
+        if !current {
+            self.stats.results_stale += 1;
+            return;
+        }
+        let mut msg = out.result.clone();
+        msg.mask = out.mask.as_ref().map(|(width, height, runs)| RleMask {
+            width: *width,
+            height: *height,
+            runs,
+        });
+        match self.send(&Message::Result(msg.clone())) {
+            Ok(()) => {}
+            Err(_) if msg.mask.is_some() => {
+                msg.mask = None;
+                self.stats.results_mask_left_out += 1;
+                if let Err(e) = self.send(&Message::Result(msg)) {
+                    tracing::error!(error = %e, "a result does not fit the link");
+                    self.stats.results_stale += 1;
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a result does not fit the link");
+                self.stats.results_stale += 1;
+                return;
+            }
+        }
+        if let Some(session) = self.conn.as_mut().and_then(|c| c.session.as_mut()) {
+            session.results_sent = session.results_sent.wrapping_add(1);
+        }
+        self.stats.results_sent += 1;
+        self.send_credit(now_us);
+    }
+
+    /// Runs `f` on the connection's reassembler and hands every frame it settles (delivered
+    /// or lost) to the consumer; returns how many.
+    fn settle(&mut self, f: impl FnOnce(&mut Reassembler, &mut Vec<Reassembled>)) -> usize {
+        let Some(conn) = &mut self.conn else { return 0 };
+        let mut outcomes = Vec::new();
+        f(&mut conn.reassembler, &mut outcomes);
+        let session_id = conn.session.as_ref().map_or(0, |s| s.id);
+        let settled = outcomes.len();
+        for o in outcomes {
+            self.deliver(o, session_id);
+        }
+        settled
+    }
+
+    /// Counts a reassembly outcome and hands it on.
+    fn deliver(&mut self, outcome: Reassembled, session_id: u32) {
+        match outcome {
+            Reassembled::Frame(frame) => {
+                self.stats.frames_received += 1;
+                self.stats.frame_bytes += frame.data.len() as u64;
+                let capture_host_us = self.stats.clock_offset_us.and_then(|offset| {
+                    u64::try_from(i128::from(frame.start.capture_us) - i128::from(offset)).ok()
+                });
+                let received_us = frame.last_us;
+                self.emit(LinkEvent::Frame(ReceivedFrame {
+                    frame,
+                    session_id,
+                    received_us,
+                    capture_host_us,
+                }));
+            }
+            Reassembled::Lost(loss) => {
+                *self
+                    .stats
+                    .frames_lost
+                    .entry(loss.reason.name().to_owned())
+                    .or_default() += u64::from(loss.frames());
+                tracing::debug!(seq = loss.seq, reason = ?loss.reason, "frame lost");
+                self.emit(LinkEvent::Lost(loss));
+            }
+        }
+    }
+}
+
+/// Takes the edge's cumulative drop count for this session into the run's total.
+fn note_dropped(session: &mut Session, reported: u32, stats: &mut LinkStats) {
+    if reported > session.dropped {
+        stats.dropped_at_edge += u64::from(reported - session.dropped);
+        session.dropped = reported;
+    }
+}

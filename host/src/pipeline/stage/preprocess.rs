@@ -1,0 +1,81 @@
+//! Preprocessing: one thread, overlapping the engine's work on earlier frames.
+
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+
+use super::{AbortOnPanic, Cancel, Clock, Counters, DropReason, Job};
+use crate::pipeline::handoff::Handoff;
+use crate::pipeline::record::{FrameFailure, FrameOutcome, FrameRecord};
+use crate::preprocess::{FrameRef, Preprocessor, Roi};
+
+/// The preprocessing stage.
+pub struct Preprocess {
+    /// Frames to preprocess.
+    pub input: Arc<Handoff<Job>>,
+    /// Preprocessed frames for the engine workers.
+    pub next: Arc<Handoff<Job>>,
+    /// Frames that failed go straight to the output stage.
+    pub failed: SyncSender<FrameRecord>,
+    /// The preprocessor (size, region of interest, normalisation).
+    pub preprocessor: Preprocessor,
+    /// The region of interest, for the crop the model sees.
+    pub roi: Option<Roi>,
+    /// Shared counters.
+    pub counters: Arc<Counters>,
+    /// The clock.
+    pub clock: Clock,
+    /// The run's token.
+    pub cancel: Cancel,
+}
+
+impl Preprocess {
+    /// Runs until its input closes and drains; blocks.
+    pub fn run(mut self) {
+        let _guard = AbortOnPanic(self.cancel.clone());
+        while let Some(mut job) = self.input.pop() {
+            job.stamps.preprocess_start_us = self.clock.now_us();
+            let start = &job.frame.start;
+            let frame = FrameRef {
+                format: start.format,
+                width: u32::from(start.width),
+                height: u32::from(start.height),
+                data: &job.frame.data,
+            };
+            if let Some(rect) = self.roi.and_then(|r| r.bounds(frame.width, frame.height)) {
+                job.crop = rect;
+            }
+            match self.preprocessor.run(frame) {
+                Ok(pixels) => {
+                    job.pixels = Some(pixels);
+                    job.stamps.preprocessed_us = self.clock.now_us();
+                    match self.next.push(job) {
+                        Ok(Some(_replaced)) => self.counters.dropped(DropReason::Superseded),
+                        Ok(None) => {}
+                        Err(_) => {
+                            // The workers are gone: nothing more can be processed.
+                            self.counters.dropped(DropReason::Stopped);
+                            self.cancel.abort();
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let t = self.clock.now_us();
+                    job.stamps.preprocessed_us = t;
+                    job.stamps.inference_start_us = t;
+                    job.stamps.inferred_us = t;
+                    job.stamps.heads_done_us = t;
+                    let _ = self.failed.send(FrameRecord {
+                        frame: job.frame,
+                        session_id: job.session_id,
+                        stamps: job.stamps,
+                        crop: job.crop,
+                        outcome: FrameOutcome::Failed(FrameFailure::BadInput(e.to_string())),
+                        dropped_before: 0,
+                    });
+                }
+            }
+        }
+        self.next.close();
+    }
+}
