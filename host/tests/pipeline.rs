@@ -116,8 +116,8 @@ fn run(
         },
         &stop,
         |r| {
-            if r.error.is_none() {
-                for o in &r.heads {
+            if r.failure().is_none() {
+                for o in r.outputs() {
                     if let HeadOutput::Mask(m) = o {
                         assert_eq!(
                             (m.width, m.height),

@@ -1,33 +1,29 @@
 //! The pipeline on a live TCP link from the edge simulator: every frame is accounted for
 //! (processed or superseded), results go back to the edge, latency is measured from capture.
+//! The pipeline serves one connection and ends when the edge hangs up: no sleeps, no clocks.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use dinoedge::backbone::{InputSize, ModelDir};
-use dinoedge::link::Transport;
+use dinoedge::link::{Limited, LiveSource, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 
-fn free_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 #[test]
 fn a_live_link_gets_a_result_for_every_processed_frame() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny_mlp");
     let model = ModelDir::load(&dir).unwrap();
     let models = Models::load(&model, &dir, Some(InputSize::new(64, 64)), &[], 1).unwrap();
-    let addr = free_port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipeline_stop = stop.clone();
+    // Bound before the edge starts; the run ends when the edge's one connection does.
+    let source = LiveSource::new(Transport::TcpListen("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = source.local_addr().unwrap();
     let run = std::thread::spawn(move || {
         let config = PipelineConfig {
             policy: Policy::Live,
@@ -38,8 +34,8 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
         let report = pipeline::run(
             &models,
             &config,
-            Input::Link(Transport::TcpListen(addr)),
-            &pipeline_stop,
+            Input::Source(Box::new(Limited::new(source, 1))),
+            &AtomicBool::new(false),
             |r| {
                 let s = &r.stamps;
                 if s.from_capture() {
@@ -51,7 +47,6 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
         .unwrap();
         (report, from_capture)
     });
-    std::thread::sleep(Duration::from_millis(300));
     let sim_stop = AtomicBool::new(false);
     let sim = run_sim(
         SimConfig {
@@ -72,9 +67,6 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
         &sim_stop,
     )
     .unwrap();
-    // Let the last frames and results through, then stop.
-    std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
     let (report, from_capture) = run.join().unwrap();
     assert!(sim.edge.frames_sent >= 60, "{:?}", sim.edge);
     let told = report.frames_received + report.lost_total();

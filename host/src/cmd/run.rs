@@ -434,6 +434,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match &input {
             Input::Link(t) => t.to_string(),
             Input::Replay { path, .. } => format!("replay of {}", path.display()),
+            Input::Source(source) => source.describe(),
         },
         models.backbone.config().arch_name(),
         models.backbone.size(),

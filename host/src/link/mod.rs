@@ -19,5 +19,5 @@ pub use config::LinkConfig;
 pub use event::{LinkEvent, OutgoingResult, ReceivedFrame};
 pub use runner::{Link, LinkHandle, ResultRefused, ResultSender, spawn};
 pub use session::LinkSession;
-pub use source::{Connection, LiveSource, OpenFuture, Source, Transport, TransportError};
+pub use source::{Connection, Limited, LiveSource, OpenFuture, Source, Transport, TransportError};
 pub use stats::LinkStats;

@@ -91,7 +91,14 @@ pub enum TransportError {
 /// A live transport: the listener of `TcpListen` stays bound across reconnections.
 pub struct LiveSource {
     transport: Transport,
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
+}
+
+/// A listener is bound at once (so that its address is known and a busy port is an error
+/// before anything runs) and handed to tokio on first use, inside the link's runtime.
+enum Listener {
+    Bound(std::net::TcpListener),
+    Serving(TcpListener),
 }
 
 impl std::fmt::Display for Transport {
@@ -108,14 +115,17 @@ impl std::fmt::Display for Transport {
 
 impl LiveSource {
     /// Prepares `transport`; a listener binds here, so that its address is known at once.
-    pub async fn new(transport: Transport) -> Result<Self, TransportError> {
+    pub fn new(transport: Transport) -> Result<Self, TransportError> {
         let listener = match &transport {
-            Transport::TcpListen(addr) => Some(TcpListener::bind(addr).await.map_err(
-                |source| TransportError::Tcp {
+            Transport::TcpListen(addr) => {
+                let tcp = |source| TransportError::Tcp {
                     addr: *addr,
                     source,
-                },
-            )?),
+                };
+                let listener = std::net::TcpListener::bind(addr).map_err(tcp)?;
+                listener.set_nonblocking(true).map_err(tcp)?;
+                Some(Listener::Bound(listener))
+            }
             _ => None,
         };
         Ok(LiveSource {
@@ -126,7 +136,10 @@ impl LiveSource {
 
     /// The address a listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+        match self.listener.as_ref()? {
+            Listener::Bound(l) => l.local_addr().ok(),
+            Listener::Serving(l) => l.local_addr().ok(),
+        }
     }
 
     /// What it opens.
@@ -162,11 +175,15 @@ impl LiveSource {
             }
             Transport::TcpListen(addr) => {
                 let addr = *addr;
-                let Some(listener) = &self.listener else {
-                    return Err(TransportError::Tcp {
-                        addr,
-                        source: std::io::Error::other("listener not bound"),
-                    });
+                let tcp = |source| TransportError::Tcp { addr, source };
+                let listener = match self.listener.take() {
+                    Some(Listener::Bound(l)) => TcpListener::from_std(l).map_err(tcp)?,
+                    Some(Listener::Serving(l)) => l,
+                    None => return Err(tcp(std::io::Error::other("listener not bound"))),
+                };
+                let listener = &*self.listener.insert(Listener::Serving(listener));
+                let Listener::Serving(listener) = listener else {
+                    return Err(tcp(std::io::Error::other("listener not bound")));
                 };
                 let (stream, _) = listener
                     .accept()
@@ -195,5 +212,53 @@ fn split_tcp(stream: TcpStream) -> Connection {
     Connection {
         read: Box::pin(read),
         write: Box::pin(write),
+    }
+}
+
+/// A source that ends after a number of connections (a run that serves one edge session and
+/// then reports, as a test or a bench does).
+pub struct Limited<S> {
+    inner: S,
+    left: u32,
+}
+
+impl<S: Source> Limited<S> {
+    /// Opens at most `connections` connections from `inner`.
+    pub fn new(inner: S, connections: u32) -> Self {
+        Limited {
+            inner,
+            left: connections,
+        }
+    }
+}
+
+impl<S: Source> Source for Limited<S> {
+    fn open(&mut self) -> OpenFuture<'_> {
+        Box::pin(async move {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            let opened = self.inner.open().await?;
+            if opened.is_some() {
+                self.left -= 1;
+            }
+            Ok(opened)
+        })
+    }
+
+    fn closed(&mut self, reason: &str) {
+        self.inner.closed(reason);
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn configure(&self, config: &mut LinkConfig) {
+        self.inner.configure(config);
+    }
+
+    fn is_live(&self) -> bool {
+        self.inner.is_live()
     }
 }

@@ -62,7 +62,6 @@ impl std::fmt::Display for Policy {
 }
 
 /// Where frames come from.
-#[derive(Debug, Clone)]
 pub enum Input {
     /// A live link.
     Link(Transport),
@@ -75,6 +74,18 @@ pub enum Input {
         /// Play it again from the start until this much time has passed (memory soak tests).
         repeat_for: Option<Duration>,
     },
+    /// Any other source of connections (e.g. [`crate::link::Limited`] around a live one).
+    Source(Box<dyn Source>),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Link(t) => write!(f, "Link({t})"),
+            Input::Replay { path, pace, .. } => write!(f, "Replay({}, {pace:?})", path.display()),
+            Input::Source(s) => write!(f, "Source({})", s.describe()),
+        }
+    }
 }
 
 /// How a run goes.
@@ -196,9 +207,10 @@ pub fn run(
 
     // The source: a live transport (recorded, if asked), or a replay that waits for credit
     // where every frame must be processed.
-    let (source, replay_end): (Box<dyn Source>, _) = match &input {
+    let (source, replay_end): (Box<dyn Source>, _) = match input {
+        Input::Source(source) => (source, None),
         Input::Link(transport) => {
-            let live = runtime.block_on(LiveSource::new(transport.clone()))?;
+            let live = LiveSource::new(transport)?;
             let source: Box<dyn Source> = match &config.record {
                 Some(rec) => Box::new(TappedSource::new(Box::new(live), rec.clone())),
                 None => Box::new(live),
@@ -216,7 +228,7 @@ pub fn run(
             };
             let replay = {
                 let _guard = runtime.enter();
-                ReplaySource::start(path, *pace, gating, *repeat_for)?
+                ReplaySource::start(&path, pace, gating, repeat_for)?
             };
             let end = replay.end();
             (Box::new(replay) as Box<dyn Source>, Some(end))
