@@ -15,13 +15,10 @@ use dinoedge::proto::PixelFormat;
 use dinoedge::recording::{Pace, RecordingWriter};
 use ndarray::{Array1, Array2};
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-pipeline-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir_all(&path);
-    path
+/// A fresh temporary folder for one test: everything the test writes goes under it, so that
+/// tests running in parallel never share or overwrite a path.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 fn fixture() -> (ModelDir, PathBuf) {
@@ -48,8 +45,8 @@ fn frames(n: u32) -> Vec<SourceFrame> {
         .collect()
 }
 
-fn recording(name: &str, n: u32) -> PathBuf {
-    let path = temp(name);
+fn recording(dir: &Path, name: &str, n: u32) -> PathBuf {
+    let path = dir.join(name);
     let mut w = RecordingWriter::create(&path).unwrap();
     let config = ImportConfig {
         fps: 200.0,
@@ -62,7 +59,7 @@ fn recording(name: &str, n: u32) -> PathBuf {
     path
 }
 
-fn head(model: &ModelDir, task: Task, classes: usize) -> PathBuf {
+fn head(dir: &Path, model: &ModelDir, task: Task, classes: usize) -> PathBuf {
     let d = model.config.hidden_size;
     let input = match task {
         Task::Classify => HeadInput::ClsMeanPatch,
@@ -87,9 +84,9 @@ fn head(model: &ModelDir, task: Task, classes: usize) -> PathBuf {
         }),
         bias: Array1::zeros(classes),
     };
-    let dir = temp(&format!("head-{task:?}"));
-    files.save(&dir).unwrap();
-    dir
+    let path = dir.join(format!("head-{task:?}"));
+    files.save(&path).unwrap();
+    path
 }
 
 fn run(
@@ -138,19 +135,20 @@ fn run(
     (report, lines)
 }
 
-fn models() -> Models {
+fn models(scratch: &Path) -> Models {
     let (model, dir) = fixture();
     let heads = [
-        head(&model, Task::Classify, 3),
-        head(&model, Task::Segment, 2),
+        head(scratch, &model, Task::Classify, 3),
+        head(scratch, &model, Task::Segment, 2),
     ];
     Models::load(&model, &dir, Some(InputSize::new(64, 64)), &heads, 1).unwrap()
 }
 
 #[test]
 fn offline_processes_every_frame_of_a_replay_even_when_the_size_changes() {
-    let models = models();
-    let path = recording("offline.rec", 24);
+    let tmp = scratch();
+    let models = models(tmp.path());
+    let path = recording(tmp.path(), "offline.rec", 24);
     let (report, lines) = run(&models, &path, Policy::Offline, Pace::MaxSpeed);
     assert_eq!(report.frames_received, 24);
     assert_eq!(report.frames_processed, 24);
@@ -177,8 +175,9 @@ fn offline_processes_every_frame_of_a_replay_even_when_the_size_changes() {
 
 #[test]
 fn live_accounts_for_every_frame_exactly() {
-    let models = models();
-    let path = recording("live.rec", 40);
+    let tmp = scratch();
+    let models = models(tmp.path());
+    let path = recording(tmp.path(), "live.rec", 40);
     let (report, lines) = run(&models, &path, Policy::Live, Pace::MaxSpeed);
     assert_eq!(report.frames_received, 40);
     assert_eq!(
@@ -199,8 +198,9 @@ fn live_accounts_for_every_frame_exactly() {
 
 #[test]
 fn damaged_and_cut_recordings_lose_only_what_was_damaged() {
-    let models = models();
-    let path = recording("damaged.rec", 20);
+    let tmp = scratch();
+    let models = models(tmp.path());
+    let path = recording(tmp.path(), "damaged.rec", 20);
     let mut bytes = std::fs::read(&path).unwrap();
     let len = bytes.len();
     // Damage a byte a third of the way in, and cut the last 1000 bytes (a crash).
@@ -228,12 +228,13 @@ fn damaged_and_cut_recordings_lose_only_what_was_damaged() {
 
 #[test]
 fn a_head_for_another_model_is_refused_by_name() {
+    let tmp = scratch();
     let (model, dir) = fixture();
     let other = ModelDir::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny_swiglu"),
     )
     .unwrap();
-    let foreign = head(&other, Task::Classify, 2);
+    let foreign = head(&tmp.path().join("other-model"), &other, Task::Classify, 2);
     match Models::load(
         &model,
         &dir,
@@ -247,7 +248,7 @@ fn a_head_for_another_model_is_refused_by_name() {
         }
         other => panic!("expected a head mismatch, got {:?}", other.map(|_| ())),
     }
-    let own = head(&model, Task::Classify, 2);
+    let own = head(&tmp.path().join("own-model"), &model, Task::Classify, 2);
     match Models::load(&model, &dir, Some(InputSize::new(96, 96)), &[own], 1) {
         Err(ModelsError::SizeMismatch { .. }) => {}
         other => panic!("expected a size mismatch, got {:?}", other.map(|_| ())),
@@ -256,8 +257,9 @@ fn a_head_for_another_model_is_refused_by_name() {
 
 #[test]
 fn a_recording_of_a_newer_format_is_an_error_not_an_empty_run() {
-    let models = models();
-    let path = recording("newer.rec", 2);
+    let tmp = scratch();
+    let models = models(tmp.path());
+    let path = recording(tmp.path(), "newer.rec", 2);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[8] = 99;
     std::fs::write(&path, &bytes).unwrap();

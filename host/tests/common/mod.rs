@@ -17,6 +17,21 @@ pub fn dinoedge(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `dinoedge ARGS` with `dir` as the working folder (for commands that write under a
+/// default relative path); returns (exit code, stdout, stderr).
+pub fn dinoedge_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A JSON file, parsed.
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
