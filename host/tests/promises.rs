@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use dinoedge::backbone::{InputSize, ModelDir};
 use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::import::{ImportConfig, SourceFrame, import};
-use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
+use dinoedge::pipeline::{self, FrameFailure, Input, Models, PipelineConfig, Policy};
 use dinoedge::preprocess::{IMAGENET_MEAN, IMAGENET_STD, Roi};
 use dinoedge::proto::{AlarmFlags, PixelFormat};
 use dinoedge::recording::{Pace, RecordKind, RecordingReader, RecordingWriter};
@@ -130,10 +130,10 @@ fn a_frame_that_cannot_be_preprocessed_is_counted_and_answered_with_bad_input() 
             let previous = seen.insert(
                 r.frame.start.seq,
                 (
-                    r.error.clone(),
+                    r.failure().cloned(),
                     sent.result.alarms,
                     sent.result.top_k.len(),
-                    r.heads.len(),
+                    r.heads().len(),
                     r.to_json(&models),
                 ),
             );
@@ -158,7 +158,10 @@ fn a_frame_that_cannot_be_preprocessed_is_counted_and_answered_with_bad_input() 
     assert_eq!(report.frames_processed, 6);
 
     let (error, alarms, top_k, outputs, line) = &seen[&BAD];
-    let error = error.as_deref().expect("the bad frame carries its error");
+    let failure = error.as_ref().expect("the bad frame carries its failure");
+    let FrameFailure::BadInput(error) = failure else {
+        panic!("{failure:?} is not bad input")
+    };
     assert!(error.contains("0x48"), "the error names the frame: {error}");
     assert!(alarms.contains(AlarmFlags::BAD_INPUT), "{alarms:?}");
     assert_eq!(
@@ -166,11 +169,15 @@ fn a_frame_that_cannot_be_preprocessed_is_counted_and_answered_with_bad_input() 
         (0, 0),
         "no classes for a frame not seen"
     );
-    assert_eq!(line["error"].as_str(), Some(error), "{line}");
+    assert_eq!(
+        line["error"].as_str(),
+        Some(failure.to_string().as_str()),
+        "{line}"
+    );
     assert_eq!(line["seq"], BAD, "{line}");
     assert_eq!(
         report.dropped,
-        BTreeMap::from([(format!("bad_input: {error}"), 1)]),
+        BTreeMap::from([(failure.counter(), 1)]),
         "counted once, by reason"
     );
 
@@ -235,7 +242,11 @@ fn bench_counts_bad_input_names_it_per_frame_and_exits_0() {
     assert_eq!(lines.len(), 7);
     for line in &lines {
         if line["seq"] == BAD {
-            assert_eq!(line["error"].as_str(), Some(error), "{line}");
+            assert_eq!(
+                line["error"].as_str(),
+                Some(format!("bad input: {error}").as_str()),
+                "{line}"
+            );
         } else {
             assert!(line["error"].is_null(), "{line}");
         }
@@ -468,7 +479,10 @@ fn check_report(r: &Value) {
     for (reason, n) in &dropped {
         assert!(*n > 0, "{reason}");
         assert!(
-            reason == "superseded" || reason == "stopped" || reason.starts_with("bad_input: "),
+            reason == "superseded"
+                || reason == "stopped"
+                || reason.starts_with("bad_input: ")
+                || reason.starts_with("head_failed: "),
             "unknown drop reason {reason:?}"
         );
     }
