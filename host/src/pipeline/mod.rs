@@ -609,11 +609,14 @@ pub fn run(
                             }
                         };
                         job.stamps.inferred_us = now_us();
-                        let heads = models.run_heads(
+                        let (heads, error) = match models.run_heads(
                             &features,
                             job.crop.width as usize,
                             job.crop.height as usize,
-                        );
+                        ) {
+                            Ok(heads) => (heads, None),
+                            Err(e) => (Vec::new(), Some(e.to_string())),
+                        };
                         job.stamps.heads_done_us = now_us();
                         let _ = out_tx.send(FrameRecord {
                             frame: job.frame,
@@ -621,7 +624,7 @@ pub fn run(
                             stamps: job.stamps,
                             crop: job.crop,
                             heads,
-                            error: None,
+                            error,
                             dropped_before: 0,
                         });
                     }
