@@ -49,7 +49,7 @@ fn matches_scikit_learn_logistic_regression() {
             let (model, report) =
                 fit_single_label(x_train.view(), &y_train, classes, &config).unwrap();
             assert!(report.converged, "{name} C={c}: {report:?}");
-            let proba = model.predict_proba(x_test.view());
+            let proba = model.predict_proba(x_test.view()).unwrap();
             let expected: Array2<f32> =
                 read_npy(data().join(format!("{name}_proba_C{c}.npy"))).unwrap();
             let max = proba
@@ -87,7 +87,7 @@ fn multi_label_fits_each_label_and_bad_input_is_an_error() {
     let (model, reports) =
         fit_multi_label(x_train.view(), &ml, 3, &LogRegConfig::default()).unwrap();
     assert!(reports.iter().all(|r| r.converged));
-    let proba = model.predict_proba(x_test.view());
+    let proba = model.predict_proba(x_test.view()).unwrap();
     assert!(roc_auc_ovr(proba.view(), &y_test).unwrap() > 0.9);
     assert!(proba.iter().all(|p| (0.0..=1.0).contains(p)));
 

@@ -44,7 +44,7 @@ fn a_dicom_cine_is_classified_from_the_mean_of_its_slices() {
     assert_eq!(got.shape(), &[1, 128]);
 
     // By hand: every slice through the same preprocessing and backbone, then the mean.
-    let cine = dinoedge_edge_sim::source::load_dicom(&cine_path).unwrap();
+    let cine = dinoedge_dicom::load_dicom(&cine_path).unwrap();
     assert_eq!(cine.frames.len(), 30);
     let mut pre = Preprocessor::new(PreprocessConfig::new(size));
     let mut sum = ndarray::Array1::<f64>::zeros(128);

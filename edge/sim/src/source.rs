@@ -1,9 +1,12 @@
-//! Frames from files, replayed at a frame rate: a folder of images, or any list of frames.
+//! Frames from files, replayed at a frame rate: a folder of images, a DICOM cine (decoded by
+//! `dinoedge-dicom`, re-exported here), or any list of frames.
 
 use std::path::{Path, PathBuf};
 
 use dinoedge_edge::port::{FramePacer, FrameSource, NewFrame, SourceInfo};
 use dinoedge_proto::PixelFormat;
+
+pub use dinoedge_dicom::{Cine, DicomError, load_dicom};
 
 /// Why frames could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -104,124 +107,6 @@ pub fn load_image_folder(dir: &Path) -> Result<(u16, u16, Vec<Vec<u8>>), LoadErr
         u16::try_from(h).map_err(|_| too_large())?,
         frames,
     ))
-}
-
-/// Why a DICOM file could not be turned into frames.
-#[derive(Debug, thiserror::Error)]
-pub enum DicomError {
-    /// The file could not be read or parsed.
-    #[error("{path}: {message}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the DICOM reader said.
-        message: String,
-    },
-    /// The pixel data could not be decoded.
-    #[error("{path}: decoding pixel data: {message}")]
-    Decode {
-        /// The file.
-        path: PathBuf,
-        /// What the decoder said.
-        message: String,
-    },
-    /// The pixel layout is not one this simulator sends.
-    #[error("{path}: {what}")]
-    Unsupported {
-        /// The file.
-        path: PathBuf,
-        /// What is unsupported.
-        what: String,
-    },
-}
-
-/// A DICOM cine loaded as Gray8 frames.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cine {
-    /// Width in pixels.
-    pub width: u16,
-    /// Height in pixels.
-    pub height: u16,
-    /// Frame rate from Frame Time (0018,1063) or Cine Rate (0018,0040), thousandths of a
-    /// frame per second, if the file says.
-    pub fps_milli: Option<u32>,
-    /// The frames, luminance only.
-    pub frames: Vec<Vec<u8>>,
-}
-
-/// Loads a multi-frame DICOM (e.g. an ultrasound cine) as Gray8 frames: monochrome as it is,
-/// colour as its luminance (BT.601).
-pub fn load_dicom(path: &Path) -> Result<Cine, DicomError> {
-    use dicom_pixeldata::PixelDecoder;
-    let read = |message: String| DicomError::Read {
-        path: path.to_owned(),
-        message,
-    };
-    let decode = |message: String| DicomError::Decode {
-        path: path.to_owned(),
-        message,
-    };
-    let unsupported = |what: String| DicomError::Unsupported {
-        path: path.to_owned(),
-        what,
-    };
-    let obj = dicom_object::open_file(path).map_err(|e| read(e.to_string()))?;
-    let fps_milli = frame_rate_milli(&obj);
-    let pixels = obj.decode_pixel_data().map_err(|e| decode(e.to_string()))?;
-    let (width, height) = (pixels.columns(), pixels.rows());
-    let width = u16::try_from(width).map_err(|_| unsupported(format!("{width} columns")))?;
-    let height = u16::try_from(height).map_err(|_| unsupported(format!("{height} rows")))?;
-    let samples = usize::from(pixels.samples_per_pixel());
-    let photometric = pixels.photometric_interpretation().to_string();
-    let mut frames = Vec::new();
-    for i in 0..pixels.number_of_frames() {
-        let data: Vec<u8> = pixels.to_vec_frame(i).map_err(|e| decode(e.to_string()))?;
-        let gray = match (samples, photometric.as_str()) {
-            (1, _) => data,
-            (3, "RGB") => data
-                .chunks_exact(3)
-                .map(|p| {
-                    ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128)
-                        >> 8) as u8
-                })
-                .collect(),
-            // YCbCr: the luminance is the first sample.
-            (3, pi) if pi.starts_with("YBR") => data.chunks_exact(3).map(|p| p[0]).collect(),
-            (n, pi) => return Err(unsupported(format!("{n} samples per pixel, {pi}"))),
-        };
-        if gray.len() != usize::from(width) * usize::from(height) {
-            return Err(decode(format!(
-                "frame {i} has {} pixels, expected {width}x{height}",
-                gray.len()
-            )));
-        }
-        frames.push(gray);
-    }
-    if frames.is_empty() {
-        return Err(unsupported("no frames".into()));
-    }
-    Ok(Cine {
-        width,
-        height,
-        fps_milli,
-        frames,
-    })
-}
-
-/// The cine's frame rate, from Frame Time (ms per frame) or Cine Rate (frames per second).
-fn frame_rate_milli(obj: &dicom_object::DefaultDicomObject) -> Option<u32> {
-    use dicom_object::Tag;
-    let number = |tag: Tag| -> Option<f64> {
-        let text = obj.element(tag).ok()?.to_str().ok()?;
-        text.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v > 0.0)
-    };
-    if let Some(ms) = number(Tag(0x0018, 0x1063)) {
-        return Some((1_000_000.0 / ms).round() as u32);
-    }
-    number(Tag(0x0018, 0x0040)).map(|fps| (fps * 1000.0).round() as u32)
 }
 
 /// Replays a list of frames at a frame rate, looping or once.

@@ -300,6 +300,24 @@ impl Features {
     }
 }
 
+#[cfg(test)]
+impl Features {
+    /// Features made by hand, for tests of what reads them (heads).
+    pub(crate) fn from_parts(
+        last_hidden_state: Array3<f32>,
+        intermediates: Vec<(usize, Array3<f32>)>,
+        prefix: usize,
+        grid: (usize, usize),
+    ) -> Self {
+        Features {
+            last_hidden_state,
+            intermediates,
+            prefix,
+            grid,
+        }
+    }
+}
+
 fn grid_of(
     a: &Array3<f32>,
     n: usize,

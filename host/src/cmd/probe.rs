@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
+use dinoedge::heads::LinearClassifier;
 use dinoedge::heads::{
     BackboneId, ClassMask, FORMAT, HeadFiles, HeadInput, HeadSpec, Segmenter, Task, VERSION, dice,
     iou,
@@ -15,7 +16,7 @@ use dinoedge::heads::{
 use dinoedge::probe::dataset::{Dataset, DatasetSource, Target};
 use dinoedge::probe::extract::Extractor;
 use dinoedge::probe::fit::{FitOptions, Labels, fit_with_sweep, stack_patches};
-use dinoedge::probe::logreg::{ClassWeight, LinearClassifier};
+use dinoedge::probe::logreg::ClassWeight;
 use dinoedge::probe::masks::{load_mask, patch_labels};
 use dinoedge::probe::metrics::{accuracy, argmax, balanced_accuracy, roc_auc_ovr};
 use ndarray::{Array2, Axis, concatenate};
@@ -225,6 +226,44 @@ fn extract(
     Ok((ok_idx, feats, per_image_ms))
 }
 
+/// Item `i`'s path and label.
+fn target(ds: &Dataset, i: usize) -> anyhow::Result<(&Path, &Target)> {
+    let item = ds
+        .items
+        .get(i)
+        .with_context(|| format!("no item {i} in the dataset"))?;
+    Ok((&item.path, &item.target))
+}
+
+/// The single class of each item, in order: an item without one stops the run, naming it,
+/// rather than being left out (which would pair the next item's features with its label).
+fn classes_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<usize>> {
+    idx.iter()
+        .map(|&i| match target(ds, i)? {
+            (_, Target::Class(c)) => Ok(*c),
+            (path, _) => bail!("{}: no single class label", path.display()),
+        })
+        .collect()
+}
+
+/// The label set of each item, in order (multi-label); an item without one stops the run.
+fn label_sets_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<Vec<bool>>> {
+    idx.iter()
+        .map(|&i| match target(ds, i)? {
+            (_, Target::Labels(l)) => Ok(l.clone()),
+            (path, _) => bail!("{}: no label set", path.display()),
+        })
+        .collect()
+}
+
+/// Item `i`'s mask file: a segmentation item without one stops the run, naming it.
+fn mask_of(ds: &Dataset, i: usize) -> anyhow::Result<&Path> {
+    match target(ds, i)? {
+        (_, Target::Mask(m)) => Ok(m),
+        (path, _) => bail!("{}: no mask", path.display()),
+    }
+}
+
 /// Peak resident memory of this process, from /proc (Linux), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -266,17 +305,9 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
             let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
             let x = concatenate(Axis(0), &views).context("stacking features")?;
             let labels = if ds.multi_label {
-                Labels::Multi(
-                    ok_idx
-                        .iter()
-                        .filter_map(|&i| match &ds.items[i].target {
-                            Target::Labels(l) => Some(l.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                )
+                Labels::Multi(label_sets_of(&ds, &ok_idx)?)
             } else {
-                Labels::Single(ok_idx.iter().filter_map(|&i| ds.class_of(i)).collect())
+                Labels::Single(classes_of(&ds, &ok_idx)?)
             };
             (
                 fit_with_sweep(x.view(), &labels, &groups, ds.classes.len(), &options)?,
@@ -291,9 +322,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
             let mut per_image = Vec::with_capacity(feats.len());
             for ((&i, f), g) in ok_idx.iter().zip(feats).zip(&groups) {
                 let item = &ds.items[i];
-                let Target::Mask(mask_path) = &item.target else {
-                    continue;
-                };
+                let mask_path = mask_of(&ds, i)?;
                 let mask = load_mask(mask_path, ds.classes.len())?;
                 let (iw, ih) = image::image_dimensions(&item.path)
                     .with_context(|| format!("reading {}", item.path.display()))?;
@@ -308,7 +337,8 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
                 }
                 per_image.push((f, patch_labels(&mask, hp, wp, ds.classes.len()), g.clone()));
             }
-            let (x, labels, groups) = stack_patches(&per_image, ds.classes.len(), args.max_patches);
+            let (x, labels, groups) =
+                stack_patches(&per_image, ds.classes.len(), args.max_patches)?;
             (
                 fit_with_sweep(
                     x.view(),
@@ -451,12 +481,15 @@ fn eval_classify(
 ) -> anyhow::Result<serde_json::Value> {
     let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
     let x = concatenate(Axis(0), &views).context("stacking features")?;
-    let p = linear.predict_proba(x.view());
+    let p = linear
+        .predict_proba(x.view())
+        .context("features do not fit the head")?;
     let k = ds.classes.len();
     if ds.multi_label {
+        let sets = label_sets_of(ds, idx)?;
         let mut per = Vec::new();
         for c in 0..k {
-            let truth: Vec<bool> = idx.iter().map(|&i| matches!(&ds.items[i].target, Target::Labels(l) if l.get(c) == Some(&true))).collect();
+            let truth: Vec<bool> = sets.iter().map(|l| l.get(c) == Some(&true)).collect();
             let auc = dinoedge::probe::metrics::roc_auc(&p.column(c).to_vec(), &truth);
             println!(
                 "  {:24} ROC AUC {}",
@@ -467,7 +500,7 @@ fn eval_classify(
         }
         return Ok(serde_json::json!({"task": "classify", "multi_label": true, "per_class": per}));
     }
-    let y: Vec<usize> = idx.iter().filter_map(|&i| ds.class_of(i)).collect();
+    let y = classes_of(ds, idx)?;
     let mut confusion = vec![vec![0usize; k]; k];
     for (row, &t) in p.rows().into_iter().zip(&y) {
         if let Some(pred) = argmax(row.iter().copied()) {
@@ -552,9 +585,7 @@ fn eval_segment(
     let mut tiles = Vec::new();
     for (&i, f) in idx.iter().zip(feats) {
         let item = &ds.items[i];
-        let Target::Mask(mask_path) = &item.target else {
-            continue;
-        };
+        let mask_path = mask_of(ds, i)?;
         let truth = load_mask(mask_path, k)?;
         let logits = segmenter
             .logits_of_patches(f.view(), (hp, wp))

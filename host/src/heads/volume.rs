@@ -55,10 +55,28 @@ pub struct Volume {
     pub slice_indices: Vec<u16>,
     /// Mean of the slices' classification features.
     pub mean_features: Array1<f32>,
-    /// Per-slice masks, in slice order, when the slices had them.
+    /// Per-slice masks, in slice order, of the slices that had one.
     pub masks: Vec<ClassMask>,
+    /// Slices that arrived without a mask (so `masks` is shorter than `slice_indices`).
+    pub unmasked: Vec<u16>,
     /// Slices the edge announced but that never arrived.
     pub missing: Vec<u16>,
+}
+
+/// Why a slice was not taken into its sweep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "sweep {sweep_id}, slice {slice_index}: {found} feature values, the sweep's slices have {expected}"
+)]
+pub struct SliceError {
+    /// The sweep.
+    pub sweep_id: u32,
+    /// The refused slice.
+    pub slice_index: u16,
+    /// Feature values of the sweep's slices so far.
+    pub expected: usize,
+    /// Feature values of this slice.
+    pub found: usize,
 }
 
 /// Collects the slices of the sweep in progress and hands out a [`Volume`] when it is complete
@@ -75,7 +93,9 @@ impl SweepAccumulator {
     }
 
     /// Adds one slice; returns the volumes this completes or closes (at most two: the previous
-    /// sweep, closed by a new id, and this one if it is now complete).
+    /// sweep, closed by a new id, and this one if it is now complete). A slice whose features
+    /// differ in length from its sweep's earlier slices is refused (it could not be averaged
+    /// with them) and the sweep goes on without it.
     pub fn push(
         &mut self,
         sweep_id: u32,
@@ -83,7 +103,19 @@ impl SweepAccumulator {
         slice_count: Option<u16>,
         features: Array1<f32>,
         mask: Option<ClassMask>,
-    ) -> Vec<Volume> {
+    ) -> Result<Vec<Volume>, SliceError> {
+        if let Some((id, _, slices)) = &self.current
+            && *id == sweep_id
+            && let Some((_, first, _)) = slices.first()
+            && first.len() != features.len()
+        {
+            return Err(SliceError {
+                sweep_id,
+                slice_index,
+                expected: first.len(),
+                found: features.len(),
+            });
+        }
         let mut done = Vec::new();
         if self
             .current
@@ -105,7 +137,7 @@ impl SweepAccumulator {
         {
             done.push(v);
         }
-        done
+        Ok(done)
     }
 
     /// Closes the sweep in progress, if any.
@@ -116,13 +148,22 @@ impl SweepAccumulator {
         let missing = count.map_or_else(Vec::new, |n| {
             (0..n).filter(|i| !slice_indices.contains(i)).collect()
         });
+        // `push` keeps every slice of a sweep one length, so this fails only for no slices.
         let mean_features = mean_features(slices.iter().map(|(_, f, _)| f.view()))?;
-        let masks = slices.into_iter().filter_map(|(_, _, m)| m).collect();
+        let mut masks = Vec::new();
+        let mut unmasked = Vec::new();
+        for (i, _, m) in slices {
+            match m {
+                Some(m) => masks.push(m),
+                None => unmasked.push(i),
+            }
+        }
         Some(Volume {
             sweep_id,
             slice_indices,
             mean_features,
             masks,
+            unmasked,
             missing,
         })
     }
@@ -137,15 +178,27 @@ mod tests {
     #[test]
     fn sweeps_complete_close_and_average() {
         let mut acc = SweepAccumulator::new();
-        assert!(acc.push(7, 0, Some(3), array![1.0, 2.0], None).is_empty());
-        assert!(acc.push(7, 2, None, array![3.0, 4.0], None).is_empty());
-        let done = acc.push(7, 1, None, array![5.0, 6.0], None);
+        assert!(
+            acc.push(7, 0, Some(3), array![1.0, 2.0], None)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            acc.push(7, 2, None, array![3.0, 4.0], None)
+                .unwrap()
+                .is_empty()
+        );
+        let done = acc.push(7, 1, None, array![5.0, 6.0], None).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].mean_features, array![3.0, 4.0]);
         assert_eq!(done[0].slice_indices, vec![0, 1, 2]);
         // A new sweep closes an incomplete one, saying what is missing.
-        assert!(acc.push(8, 0, Some(4), array![1.0, 1.0], None).is_empty());
-        let done = acc.push(9, 0, None, array![0.0, 0.0], None);
+        assert!(
+            acc.push(8, 0, Some(4), array![1.0, 1.0], None)
+                .unwrap()
+                .is_empty()
+        );
+        let done = acc.push(9, 0, None, array![0.0, 0.0], None).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(
             (done[0].sweep_id, done[0].missing.clone()),
@@ -153,6 +206,46 @@ mod tests {
         );
         assert_eq!(acc.flush().unwrap().sweep_id, 9);
         assert!(acc.flush().is_none());
+    }
+
+    #[test]
+    fn a_slice_that_does_not_fit_its_sweep_is_refused_and_unmasked_slices_are_named() {
+        let mask = ClassMask {
+            width: 1,
+            height: 1,
+            data: vec![1],
+        };
+        let mut acc = SweepAccumulator::new();
+        assert!(
+            acc.push(3, 0, Some(3), array![1.0, 2.0], Some(mask.clone()))
+                .unwrap()
+                .is_empty()
+        );
+        let err = acc
+            .push(3, 1, None, array![1.0, 2.0, 3.0], None)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SliceError {
+                sweep_id: 3,
+                slice_index: 1,
+                expected: 2,
+                found: 3
+            }
+        );
+        assert!(err.to_string().contains("slice 1"), "{err}");
+        // The sweep goes on: the refused slice is reported missing, not averaged in.
+        assert!(
+            acc.push(3, 2, None, array![3.0, 4.0], None)
+                .unwrap()
+                .is_empty()
+        );
+        let v = acc.flush().unwrap();
+        assert_eq!(v.mean_features, array![2.0, 3.0]);
+        assert_eq!(v.missing, vec![1]);
+        assert_eq!((v.masks.len(), v.unmasked.clone()), (1, vec![2]));
+        // A new sweep may have another width.
+        assert!(acc.push(4, 0, None, array![1.0], None).is_ok());
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub enum ImportError {
     Empty(PathBuf),
     /// A DICOM file could not be read.
     #[error(transparent)]
-    Dicom(#[from] dinoedge_edge_sim::source::DicomError),
+    Dicom(#[from] dinoedge_dicom::DicomError),
     /// An image could not be read, or a folder listed.
     #[error("{path}: {reason}")]
     Image {
@@ -145,7 +145,7 @@ pub enum ImportError {
 
 /// A DICOM cine's frames (Gray8) and its frame rate, if the file states one.
 pub fn dicom_frames(path: &Path) -> Result<(Vec<SourceFrame>, Option<f64>), ImportError> {
-    let cine = dinoedge_edge_sim::source::load_dicom(path)?;
+    let cine = dinoedge_dicom::load_dicom(path)?;
     let fps = cine.fps_milli.map(|m| f64::from(m) / 1000.0);
     let frames = cine
         .frames

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backbone::{Backbone, BackboneError, Features, InputSize, ModelDir, RuntimeOptions};
-use crate::heads::{ClassMask, Classifier, HeadError, HeadFiles, Segmenter, Task, top_k};
+use crate::heads::{ClassMask, Classifier, HeadError, HeadFiles, RunError, Segmenter, Task, top_k};
 
 /// A head as the pipeline runs it.
 #[derive(Debug, Clone)]
@@ -162,24 +162,50 @@ impl Models {
         })
     }
 
-    /// Runs every head on frame 0 of `features`; masks at `width` x `height`.
-    pub fn run_heads(&self, features: &Features, width: usize, height: usize) -> Vec<HeadOutput> {
-        self.heads
-            .iter()
-            .map(|h| match &h.head {
-                Head::Classify(c) => HeadOutput::Classes(c.probabilities(features).row(0).to_vec()),
-                Head::Segment(s) => {
-                    HeadOutput::Mask(s.mask(features, 0, width, height).unwrap_or_else(|| {
-                        ClassMask {
-                            width,
-                            height,
-                            data: vec![0; width * height],
-                        }
-                    }))
-                }
-            })
-            .collect()
+    /// Runs every head on frame 0 of `features`; masks at `width` x `height`. A head that
+    /// cannot read the features fails the frame, naming the head and why, rather than giving
+    /// a made-up output.
+    pub fn run_heads(
+        &self,
+        features: &Features,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<HeadOutput>, HeadRunError> {
+        run_heads(&self.heads, features, width, height)
     }
+}
+
+/// [`Models::run_heads`] on any heads: every head's output for frame 0, or the first head that
+/// failed with why.
+fn run_heads(
+    heads: &[NamedHead],
+    features: &Features,
+    width: usize,
+    height: usize,
+) -> Result<Vec<HeadOutput>, HeadRunError> {
+    heads
+        .iter()
+        .map(|h| {
+            match &h.head {
+                Head::Classify(c) => c.frame_probabilities(features, 0).map(HeadOutput::Classes),
+                Head::Segment(s) => s.mask(features, 0, width, height).map(HeadOutput::Mask),
+            }
+            .map_err(|source| HeadRunError {
+                head: h.name.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Why a head gave nothing for a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("head {head}: {source}")]
+pub struct HeadRunError {
+    /// The head's name (its folder's name).
+    pub head: String,
+    /// Why.
+    pub source: RunError,
 }
 
 /// Wraps a head's error with the folder it came from.
@@ -191,4 +217,66 @@ fn head_error(path: &Path) -> impl FnOnce(HeadError) -> ModelsError {
 /// The `k` best classes of `probabilities` as (class index, probability).
 pub fn best(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
     top_k(ndarray::ArrayView1::from(probabilities), k)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::heads::HeadInput;
+    use crate::heads::testing::{features, files};
+    use ndarray::Array2;
+
+    fn heads(seg_blocks: Vec<usize>) -> Vec<NamedHead> {
+        let width = 2 * (1 + seg_blocks.len());
+        let classify = files(
+            Task::Classify,
+            HeadInput::ClsMeanPatch,
+            Array2::zeros((2, 4)),
+        );
+        let segment = files(
+            Task::Segment,
+            HeadInput::Patch { blocks: seg_blocks },
+            Array2::zeros((2, width)),
+        );
+        vec![
+            NamedHead {
+                name: "kind".into(),
+                head: Head::Classify(Classifier::new(classify).unwrap()),
+            },
+            NamedHead {
+                name: "organ".into(),
+                head: Head::Segment(Segmenter::new(segment).unwrap()),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_head_gives_its_output() {
+        let out = run_heads(&heads(Vec::new()), &features(&[1.0], &[]), 8, 6).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], HeadOutput::Classes(vec![0.5, 0.5]));
+        let HeadOutput::Mask(m) = &out[1] else {
+            panic!("{:?}", out[1]);
+        };
+        assert_eq!((m.width, m.height, m.data.len()), (8, 6, 48));
+    }
+
+    #[test]
+    fn a_segmenter_that_gives_nothing_fails_the_frame_naming_it() {
+        // The segmenter reads block 5, which the features lack: no all-background mask.
+        let err = run_heads(&heads(vec![5]), &features(&[1.0], &[]), 8, 6).unwrap_err();
+        assert_eq!(
+            err,
+            HeadRunError {
+                head: "organ".into(),
+                source: RunError::BlockMissing { block: 5 },
+            }
+        );
+        assert!(err.to_string().starts_with("head organ:"), "{err}");
+        // An empty batch fails the first head, naming it and the frame.
+        let err = run_heads(&heads(Vec::new()), &features(&[], &[]), 8, 6).unwrap_err();
+        assert_eq!(err.head, "kind");
+        assert_eq!(err.source, RunError::FrameMissing { frame: 0, batch: 0 });
+    }
 }

@@ -38,7 +38,7 @@ use self::stage::output::Output;
 use self::stage::preprocess::Preprocess;
 use self::stage::{Cancel, Clock, Counters, DropReason};
 
-pub use analyze::{Head, HeadOutput, Models, ModelsError, NamedHead, best};
+pub use analyze::{Head, HeadOutput, HeadRunError, Models, ModelsError, NamedHead, best};
 pub use handoff::{Handoff, Overflow};
 pub use record::{FrameFailure, FrameOutcome, FrameRecord, HeadResult};
 pub use stats::{Percentiles, PipelineReport, ProcessUsage, Stamps, micros_histogram};

@@ -80,6 +80,21 @@ impl Extractor<'_> {
         )))
     }
 
+    /// The shape of one image's features: one row for `[CLS ; mean patch]` (a volume's mean
+    /// too), a row per patch otherwise.
+    fn shape(&self) -> (usize, usize) {
+        let config = self.backbone.config();
+        let width = self.input.width(config.hidden_size);
+        match &self.input {
+            HeadInput::ClsMeanPatch => (1, width),
+            HeadInput::Patch { .. } => {
+                let size = self.backbone.size();
+                let patch = config.patch_size.max(1);
+                ((size.height / patch) * (size.width / patch), width)
+            }
+        }
+    }
+
     fn one(
         &self,
         path: &Path,
@@ -91,9 +106,13 @@ impl Extractor<'_> {
             reason: e.to_string(),
         })?;
         let cached = self.cache_path(&bytes);
+        // A cached array of another shape, or holding NaN, is not these features (a stale or
+        // damaged file): it is computed again and rewritten rather than handed on.
         if let Some(c) = &cached
             && let Ok(f) = std::fs::File::open(c)
             && let Ok(a) = Array2::<f32>::read_npy(std::io::BufReader::new(f))
+            && a.dim() == self.shape()
+            && a.iter().all(|v| v.is_finite())
         {
             return Ok(a);
         }
@@ -111,8 +130,7 @@ impl Extractor<'_> {
                     "a DICOM volume can be classified, not segmented (no per-slice masks)".into(),
                 ));
             }
-            let cine = dinoedge_edge_sim::source::load_dicom(path)
-                .map_err(|e| image_err(e.to_string()))?;
+            let cine = dinoedge_dicom::load_dicom(path).map_err(|e| image_err(e.to_string()))?;
             let (w, h) = (u32::from(cine.width), u32::from(cine.height));
             cine.frames
                 .into_iter()
@@ -140,9 +158,9 @@ impl Extractor<'_> {
                 HeadInput::ClsMeanPatch => cls_mean_patch(&f, 0).map(|v| v.insert_axis(Axis(0))),
                 HeadInput::Patch { blocks } => patch_features(&f, 0, blocks),
             }
-            .ok_or_else(|| ExtractError::Backbone {
+            .map_err(|e| ExtractError::Backbone {
                 path: path.to_path_buf(),
-                reason: "features missing a requested block".into(),
+                reason: e.to_string(),
             })?;
             slices.push(one);
         }

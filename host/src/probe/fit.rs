@@ -9,6 +9,7 @@ use super::logreg::{
     ClassWeight, FitError, LinearClassifier, LogRegConfig, fit_multi_label, fit_single_label_from,
 };
 use super::metrics::{balanced_accuracy, roc_auc};
+use crate::heads::RunError;
 
 /// How to fit.
 #[derive(Clone, Debug)]
@@ -95,9 +96,9 @@ fn fit_once(
     })
 }
 
-fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> f64 {
-    let p = model.predict_proba(x);
-    match labels {
+fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> Result<f64, FitError> {
+    let p = model.predict_proba(x)?;
+    Ok(match labels {
         Labels::Single(y) => balanced_accuracy(p.view(), y),
         Labels::Multi(y) => {
             let aucs: Vec<f64> = (0..p.ncols())
@@ -111,7 +112,7 @@ fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> f64 {
                 .collect();
             aucs.iter().sum::<f64>() / aucs.len().max(1) as f64
         }
-    }
+    })
 }
 
 /// Whether the group goes to validation: a hash of seed and group, as the dataset split does
@@ -177,7 +178,7 @@ pub fn fit_with_sweep(
             };
             match fit_once(xt.view(), &lt, classes, &sweep_config, warm.as_ref()) {
                 Ok(m) => {
-                    let s = score(&m, xv.view(), &lv);
+                    let s = score(&m, xv.view(), &lv)?;
                     sweep.push((c, s));
                     if best.as_ref().is_none_or(|(bs, ..)| s > *bs) {
                         best = Some((s, c, m.clone()));
@@ -215,20 +216,43 @@ pub fn fit_with_sweep(
     })
 }
 
+/// Stacked patch samples: features `[samples, F]`, each sample's class and group.
+pub type Stacked = (Array2<f32>, Vec<usize>, Vec<String>);
+
 /// Stacks per-image patch features `[P, F]` (and their labels) into one sample matrix, keeping
 /// at most `max_samples` patches: every patch of a rare class, then an even subsample of the
-/// rest, deterministically.
+/// rest, deterministically. An image whose labels do not match its feature rows one to one, a
+/// label past `classes`, or images of different feature widths are an error naming the image
+/// (by its place in `per_image`), never patches quietly left out.
 pub fn stack_patches(
     per_image: &[(Array2<f32>, Vec<u8>, String)],
     classes: usize,
     max_samples: usize,
-) -> (Array2<f32>, Vec<usize>, Vec<String>) {
+) -> Result<Stacked, FitError> {
+    let width = per_image.first().map_or(0, |p| p.0.ncols());
     let mut counts = vec![0usize; classes];
-    for (_, l, _) in per_image {
-        for &c in l {
-            if let Some(n) = counts.get_mut(usize::from(c)) {
-                *n += 1;
+    for (i, (x, l, g)) in per_image.iter().enumerate() {
+        if l.len() != x.nrows() {
+            return Err(FitError::Labels(format!(
+                "image {i} (group {g}): {} patch labels for {} feature rows",
+                l.len(),
+                x.nrows()
+            )));
+        }
+        if x.ncols() != width {
+            return Err(RunError::Width {
+                expected: width,
+                found: x.ncols(),
             }
+            .into());
+        }
+        for &c in l {
+            let n = counts.get_mut(usize::from(c)).ok_or_else(|| {
+                FitError::Labels(format!(
+                    "image {i} (group {g}): patch label {c} out of range for {classes} classes"
+                ))
+            })?;
+            *n += 1;
         }
     }
     // Keep-rate per class: all of a class when it is small, evenly thinned otherwise.
@@ -246,20 +270,76 @@ pub fn stack_patches(
     let mut seen = vec![0usize; classes];
     let (mut rows, mut labels, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     for (x, l, g) in per_image {
-        for (i, &c) in l.iter().enumerate() {
+        // Labels and rows were checked to pair up, and every label to be a class.
+        for (row, &c) in x.rows().into_iter().zip(l) {
             let ci = usize::from(c);
             let (Some(s), Some(&every)) = (seen.get_mut(ci), keep_every.get(ci)) else {
                 continue;
             };
             *s += 1;
             if (*s - 1) % every == 0 {
-                rows.push(x.row(i).insert_axis(Axis(0)));
+                rows.push(row.insert_axis(Axis(0)));
                 labels.push(ci);
                 groups.push(g.clone());
             }
         }
     }
-    let x = concatenate(Axis(0), &rows)
-        .unwrap_or_else(|_| Array2::zeros((0, per_image.first().map_or(0, |p| p.0.ncols()))));
-    (x, labels, groups)
+    let x = if rows.is_empty() {
+        Array2::zeros((0, width))
+    } else {
+        concatenate(Axis(0), &rows)
+            .map_err(|_| FitError::Labels("patch features do not stack into one matrix".into()))?
+    };
+    Ok((x, labels, groups))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn stacking_patches_keeps_every_one_under_the_cap() {
+        let per_image = vec![
+            (Array2::zeros((2, 3)), vec![0, 1], "a".to_string()),
+            (Array2::ones((2, 3)), vec![1, 1], "b".to_string()),
+        ];
+        let (x, labels, groups) = stack_patches(&per_image, 2, 100).unwrap();
+        assert_eq!(x.dim(), (4, 3));
+        assert_eq!(labels, vec![0, 1, 1, 1]);
+        assert_eq!(groups, vec!["a", "a", "b", "b"]);
+    }
+
+    #[test]
+    fn a_patch_without_a_usable_label_is_an_error_not_a_gap() {
+        // Three labels for two feature rows.
+        let short = vec![(Array2::zeros((2, 3)), vec![0, 1, 1], "a".to_string())];
+        let err = stack_patches(&short, 2, 100).unwrap_err();
+        assert!(
+            matches!(&err, FitError::Labels(m) if m.contains("image 0") && m.contains("3 patch labels for 2")),
+            "{err}"
+        );
+        // A label naming no class.
+        let odd = vec![
+            (Array2::zeros((1, 3)), vec![0], "a".to_string()),
+            (Array2::zeros((1, 3)), vec![5], "b".to_string()),
+        ];
+        let err = stack_patches(&odd, 2, 100).unwrap_err();
+        assert!(
+            matches!(&err, FitError::Labels(m) if m.contains("image 1") && m.contains("label 5")),
+            "{err}"
+        );
+        // Images of different feature widths.
+        let mixed = vec![
+            (Array2::zeros((1, 3)), vec![0], "a".to_string()),
+            (Array2::zeros((1, 4)), vec![1], "b".to_string()),
+        ];
+        assert_eq!(
+            stack_patches(&mixed, 2, 100).unwrap_err(),
+            FitError::Features(RunError::Width {
+                expected: 3,
+                found: 4
+            })
+        );
+    }
 }

@@ -8,11 +8,15 @@
 //! The objective is `C * sum_i s_i * loss_i + ||W||^2 / 2` (biases not penalised), with sample
 //! weights `s_i` from the class weighting. Features are standardised on the training set before
 //! fitting and the scaling is folded back into the returned weights, so the model applies to raw
-//! features.
+//! features. The result is a [`LinearClassifier`], the type a head runs (defined in `heads`).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use super::lbfgs::{LbfgsConfig, LbfgsReport, minimise};
+use crate::heads::linear::sigmoid;
+// The fitted model is the heads' run-time type: a fit hands over exactly what a head runs.
+use crate::heads::RunError;
+pub use crate::heads::{LinearClassifier, Link};
 
 /// How samples are weighted by class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -45,26 +49,6 @@ impl Default for LogRegConfig {
     }
 }
 
-/// How the linear scores become probabilities.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    /// Softmax over classes (single-label).
-    Softmax,
-    /// Independent sigmoid per class (multi-label).
-    Sigmoid,
-}
-
-/// A fitted linear classifier on raw features: `scores = x W^T + b`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LinearClassifier {
-    /// `[classes, features]`.
-    pub weight: Array2<f32>,
-    /// `[classes]`.
-    pub bias: Array1<f32>,
-    /// Softmax or sigmoid.
-    pub link: Link,
-}
-
 /// Why a fit could not be done.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FitError {
@@ -86,6 +70,9 @@ pub enum FitError {
         /// The first bad row.
         row: usize,
     },
+    /// Features could not be scored, or do not stack into one sample matrix.
+    #[error(transparent)]
+    Features(#[from] RunError),
 }
 
 /// Per-feature mean and standard deviation of the training features (std floored so that a
@@ -250,14 +237,6 @@ fn softplus(z: f64) -> f64 {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        z.exp() / (1.0 + z.exp())
-    }
-}
-
 fn fit_binary(
     x: &Array2<f64>,
     y: &[f64],
@@ -350,34 +329,5 @@ fn unstandardise(
         weight: w_raw.mapv(|v| v as f32),
         bias: b_raw.mapv(|v| v as f32),
         link,
-    }
-}
-
-impl LinearClassifier {
-    /// Classes (or labels).
-    pub fn classes(&self) -> usize {
-        self.bias.len()
-    }
-
-    /// Features it expects.
-    pub fn features(&self) -> usize {
-        self.weight.ncols()
-    }
-
-    /// Probabilities `[N, classes]` for feature rows `[N, features]`.
-    pub fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        let mut z = x.dot(&self.weight.t()) + &self.bias;
-        for mut row in z.rows_mut() {
-            match self.link {
-                Link::Softmax => {
-                    let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    row.mapv_inplace(|v| (v - max).exp());
-                    let sum = row.sum();
-                    row.mapv_inplace(|v| v / sum);
-                }
-                Link::Sigmoid => row.mapv_inplace(|v| sigmoid(f64::from(v)) as f32),
-            }
-        }
-        z
     }
 }

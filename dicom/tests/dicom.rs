@@ -8,10 +8,10 @@
 
 use std::path::Path;
 
-use dinoedge_edge_sim::source::{DicomError, load_dicom};
+use dinoedge_dicom::{DicomError, load_dicom};
 
 fn echo() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/echo_cine.dcm")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/echo_cine.dcm")
 }
 
 #[test]
@@ -29,19 +29,17 @@ fn the_echo_cine_loads_as_30_gray_frames_at_30_fps() {
 
 #[test]
 fn a_file_that_is_not_dicom_is_named_in_the_error() {
-    let dir = std::env::temp_dir().join(format!("dinoedge-dicom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bogus = dir.join("not.dcm");
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("not.dcm");
     std::fs::write(&bogus, b"this is not a DICOM file at all").unwrap();
     let err = load_dicom(&bogus).unwrap_err();
     assert!(matches!(err, DicomError::Read { .. }), "{err:?}");
     assert!(err.to_string().contains("not.dcm"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Against pydicom + Pillow's decoding of frame 0 (luminance by the same weights), dumped as
 /// raw bytes by hand (see the closing note of the simulator's issue):
-/// `DINOEDGE_ECHO_Y0=/tmp/y0.raw cargo test -p dinoedge-edge-sim -- --ignored`.
+/// `DINOEDGE_ECHO_Y0=/tmp/y0.raw cargo test -p dinoedge-dicom -- --ignored`.
 #[test]
 #[ignore = "needs a reference dump in DINOEDGE_ECHO_Y0"]
 fn frame_0_matches_a_reference_decoder() {
