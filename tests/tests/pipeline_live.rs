@@ -15,7 +15,6 @@ use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 
-
 #[test]
 fn a_live_link_gets_a_result_for_every_processed_frame() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny_mlp");

@@ -87,7 +87,8 @@ async fn serve(
     duration: Option<Duration>,
     recording: Option<SharedRecording>,
 ) -> anyhow::Result<LinkStats> {
-    let live = LiveSource::new(transport.clone()).with_context(|| format!("opening {transport}"))?;
+    let live =
+        LiveSource::new(transport.clone()).with_context(|| format!("opening {transport}"))?;
     if let Some(addr) = live.local_addr() {
         eprintln!("listening on {addr}");
     }

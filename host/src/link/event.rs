@@ -72,7 +72,9 @@ impl LinkEvent {
     pub fn is_structural(&self) -> bool {
         matches!(
             self,
-            LinkEvent::Connected | LinkEvent::SessionStarted { .. } | LinkEvent::Disconnected { .. }
+            LinkEvent::Connected
+                | LinkEvent::SessionStarted { .. }
+                | LinkEvent::Disconnected { .. }
         )
     }
 }

@@ -20,4 +20,4 @@ pub use event::{LinkEvent, OutgoingResult, ReceivedFrame};
 pub use runner::{Link, LinkHandle, ResultRefused, ResultSender, spawn};
 pub use session::LinkSession;
 pub use source::{Connection, Limited, LiveSource, OpenFuture, Source, Transport, TransportError};
-pub use stats::LinkStats;
+pub use stats::{FrameLoss, LinkStats};

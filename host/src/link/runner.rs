@@ -310,7 +310,9 @@ impl Runner {
 }
 
 /// The next result to send, or never when there is no result channel.
-async fn next_result(results: &mut Option<mpsc::Receiver<OutgoingResult>>) -> Option<OutgoingResult> {
+async fn next_result(
+    results: &mut Option<mpsc::Receiver<OutgoingResult>>,
+) -> Option<OutgoingResult> {
     match results {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -2,7 +2,30 @@
 
 use std::collections::BTreeMap;
 
+use dinoedge_proto::reassembly::LossReason;
 use dinoedge_proto::wire::DecoderStats;
+
+/// Why a frame was lost, as counted (by name) in [`LinkStats::frames_lost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameLoss {
+    /// On the link: the reassembler's reason.
+    Link(LossReason),
+    /// The consumer was too far behind: the backlog's bounds were reached.
+    HostQueueFull,
+    /// The consumer stopped before taking it.
+    HostStopped,
+}
+
+impl FrameLoss {
+    /// Its name in counters and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FrameLoss::Link(reason) => reason.name(),
+            FrameLoss::HostQueueFull => "HostQueueFull",
+            FrameLoss::HostStopped => "HostStopped",
+        }
+    }
+}
 
 /// Counters over the whole run, across reconnections.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,7 +46,7 @@ pub struct LinkStats {
     pub frames_received: u64,
     /// Frame bytes received intact.
     pub frame_bytes: u64,
-    /// Frames lost, by reason.
+    /// Frames lost, by [`FrameLoss::name`].
     pub frames_lost: BTreeMap<String, u64>,
     /// Frames the edge dropped at the source for lack of credit (summed over sessions).
     pub dropped_at_edge: u64,
@@ -48,6 +71,11 @@ impl LinkStats {
     /// All frames lost.
     pub fn lost_total(&self) -> u64 {
         self.frames_lost.values().sum()
+    }
+
+    /// Counts `frames` frames lost for `loss`.
+    pub(crate) fn count_loss(&mut self, loss: FrameLoss, frames: u64) {
+        *self.frames_lost.entry(loss.name().to_owned()).or_default() += frames;
     }
 
     /// Takes the decoder's counters (one decoder serves the whole link, across

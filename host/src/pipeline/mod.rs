@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::link::{LinkConfig, LiveSource, Source, Transport};
 use crate::preprocess::{PreprocessConfig, Preprocessor};
-use crate::recording::{
-    Gating, Pace, RecordingError, ReplaySource, SharedRecording, TappedSource,
-};
+use crate::recording::{Gating, Pace, RecordingError, ReplaySource, SharedRecording, TappedSource};
 
 use self::stage::engine::EngineWorker;
 use self::stage::ingest::Ingest;
@@ -169,7 +167,6 @@ pub struct LiveStatus {
     /// Dropped at the edge.
     pub dropped_at_edge: u64,
 }
-
 
 /// Runs the pipeline on `input` until the input ends (a replay), `stop` turns true, or a
 /// configured limit; calls `on_frame` for every frame once its result was sent, and `on_tick`
@@ -322,7 +319,9 @@ pub fn run(
         .block_on(link_handle.finish())
         .map_err(|e| PipelineError::Runtime(format!("the link task failed: {e}")))?;
     if let Some(name) = panicked {
-        return Err(PipelineError::Runtime(format!("the {name} thread panicked")));
+        return Err(PipelineError::Runtime(format!(
+            "the {name} thread panicked"
+        )));
     }
     if let Some(e) = engine_error.lock().ok().and_then(|w| w.clone()) {
         return Err(PipelineError::Runtime(format!("backbone: {e}")));

@@ -19,9 +19,9 @@ pub use format::{
     FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, MAX_RECORD_PAYLOAD, RECORD_OVERHEAD, RECORD_SYNC,
     RecordKind,
 };
+pub use reader::{Damage, Record, RecordingReader, Scan};
 pub use replay::{Gating, Pace, ReplayEnd, ReplaySource};
 pub use tap::{SharedRecording, TappedSource};
-pub use reader::{Damage, Record, RecordingReader, Scan};
 pub use writer::RecordingWriter;
 
 use std::path::PathBuf;

@@ -206,8 +206,7 @@ impl CreditGate {
         loop {
             let changed = self.changed.notified();
             let ready = self.read(|s| {
-                s.closed
-                    || (!s.hello_pending && s.window.is_none_or(|w| w.may_start(seq)))
+                s.closed || (!s.hello_pending && s.window.is_none_or(|w| w.may_start(seq)))
             });
             if ready {
                 return;
@@ -349,9 +348,13 @@ impl Player<'_> {
                     partial: Vec::new(),
                 });
             }
-            let Some(feeding) = &mut current else { continue };
+            let Some(feeding) = &mut current else {
+                continue;
+            };
             let waited_from = tokio::time::Instant::now();
-            let fed = self.feed(feeding, &record.payload, &mut packet_decoder).await;
+            let fed = self
+                .feed(feeding, &record.payload, &mut packet_decoder)
+                .await;
             if self.gating == Gating::WaitForCredit
                 && let Some((at, _)) = &mut origin
             {

@@ -122,7 +122,11 @@ impl Source for TappedSource {
                 return Ok(None);
             };
             let rec = self.recording.clone();
-            record(&rec, RecordKind::Connected, self.inner.describe().as_bytes());
+            record(
+                &rec,
+                RecordKind::Connected,
+                self.inner.describe().as_bytes(),
+            );
             Ok(Some(Connection {
                 read: Box::pin(TapRead::new(connection.read, rec.clone())),
                 write: Box::pin(TapWrite::new(connection.write, rec)),

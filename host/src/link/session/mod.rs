@@ -28,7 +28,7 @@ use dinoedge_proto::{
 use self::backlog::Backlog;
 use super::config::LinkConfig;
 use super::event::{LinkEvent, OutgoingResult, ReceivedFrame};
-use super::stats::LinkStats;
+use super::stats::{FrameLoss, LinkStats};
 
 /// How many clock samples are kept; the one with the shortest round trip wins.
 const CLOCK_SAMPLES: usize = 8;
@@ -224,12 +224,7 @@ impl LinkSession {
     /// An event the consumer can no longer take: a frame is counted lost (`HostStopped`).
     pub fn on_unheard(&mut self, event: &LinkEvent) {
         if let LinkEvent::Frame(_) = event {
-            *self
-                .core
-                .stats
-                .frames_lost
-                .entry("HostStopped".into())
-                .or_default() += 1;
+            self.core.stats.count_loss(FrameLoss::HostStopped, 1);
         }
     }
 
@@ -282,11 +277,7 @@ impl Core {
     /// ignoring its credit, a consumer that stopped reading) is dropped and counted.
     fn emit(&mut self, event: LinkEvent) {
         if let Err(LinkEvent::Frame(f)) = self.backlog.push(event) {
-            *self
-                .stats
-                .frames_lost
-                .entry("HostQueueFull".into())
-                .or_default() += 1;
+            self.stats.count_loss(FrameLoss::HostQueueFull, 1);
             tracing::warn!(seq = f.frame.start.seq, "consumer far behind; frame lost");
         }
     }
@@ -350,8 +341,7 @@ impl Core {
                 self.emit(LinkEvent::EdgeError(report.clone()));
             }
             // Host-to-edge messages coming back are ignored (a loopback or a confused peer).
-            Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) | Message::Result(_) => {
-            }
+            Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) | Message::Result(_) => {}
         }
     }
 
@@ -580,11 +570,8 @@ impl Core {
                 }));
             }
             Reassembled::Lost(loss) => {
-                *self
-                    .stats
-                    .frames_lost
-                    .entry(loss.reason.name().to_owned())
-                    .or_default() += u64::from(loss.frames());
+                self.stats
+                    .count_loss(FrameLoss::Link(loss.reason), u64::from(loss.frames()));
                 tracing::debug!(seq = loss.seq, reason = ?loss.reason, "frame lost");
                 self.emit(LinkEvent::Lost(loss));
             }

@@ -19,13 +19,29 @@ use crate::link::{LinkConfig, LinkEvent, OutgoingResult};
 /// What the host sent, reduced to what the tests look at.
 #[derive(Debug, Clone, PartialEq)]
 enum Sent {
-    Welcome { session_id: u32, credits: u32 },
+    Welcome {
+        session_id: u32,
+        credits: u32,
+    },
     Reject(RejectReason),
     Credit(u32),
-    Ping { id: u32, sent_us: u64 },
-    Pong { id: u32 },
-    Heartbeat { packets: u32, rejected: u32, results: u32 },
-    Result { seq: u32, mask: Option<(u16, u16)>, alarms: u32 },
+    Ping {
+        id: u32,
+        sent_us: u64,
+    },
+    Pong {
+        id: u32,
+    },
+    Heartbeat {
+        packets: u32,
+        rejected: u32,
+        results: u32,
+    },
+    Result {
+        seq: u32,
+        mask: Option<(u16, u16)>,
+        alarms: u32,
+    },
     Error(ErrorCode),
 }
 
@@ -112,7 +128,10 @@ impl Host {
     fn open_session(&mut self) {
         self.recv(&hello(PROTOCOL_VERSION, 4096, 1024, 64, 48));
         let sent = self.sent();
-        assert!(matches!(sent.first(), Some(Sent::Welcome { .. })), "{sent:?}");
+        assert!(
+            matches!(sent.first(), Some(Sent::Welcome { .. })),
+            "{sent:?}"
+        );
         self.events();
     }
 
@@ -226,11 +245,23 @@ fn hello_is_welcomed_with_credit_from_the_consumers_room_and_a_ping() {
 #[test]
 fn every_reject_path_answers_with_its_reason_and_opens_no_session() {
     let cases = [
-        (hello(PROTOCOL_VERSION + 1, 4096, 1024, 64, 48), RejectReason::UnsupportedVersion),
-        (hello(PROTOCOL_VERSION, 512, 1024, 64, 48), RejectReason::PacketTooSmall),
-        (hello(PROTOCOL_VERSION, 4096, 100, 64, 48), RejectReason::PacketTooSmall),
+        (
+            hello(PROTOCOL_VERSION + 1, 4096, 1024, 64, 48),
+            RejectReason::UnsupportedVersion,
+        ),
+        (
+            hello(PROTOCOL_VERSION, 512, 1024, 64, 48),
+            RejectReason::PacketTooSmall,
+        ),
+        (
+            hello(PROTOCOL_VERSION, 4096, 100, 64, 48),
+            RejectReason::PacketTooSmall,
+        ),
         // 65535 x 65535 Gray8 is 4 GiB: beyond the host's frame limit.
-        (hello(PROTOCOL_VERSION, 4096, 1024, u16::MAX, u16::MAX), RejectReason::UnsupportedFormat),
+        (
+            hello(PROTOCOL_VERSION, 4096, 1024, u16::MAX, u16::MAX),
+            RejectReason::UnsupportedFormat,
+        ),
     ];
     for (msg, reason) in cases {
         let mut host = Host::default();
@@ -258,7 +289,10 @@ fn a_frame_is_delivered_with_its_arrival_time_and_answered_with_credit() {
     let [LinkEvent::Frame(f)] = events.as_slice() else {
         panic!("{events:?}")
     };
-    assert_eq!((f.frame.start.seq, f.session_id, f.received_us), (0, SESSION, 40 * MS));
+    assert_eq!(
+        (f.frame.start.seq, f.session_id, f.received_us),
+        (0, SESSION, 40 * MS)
+    );
     assert_eq!(f.capture_host_us, None, "no clock offset yet");
     let stats = host.link.stats();
     assert_eq!((stats.frames_received, stats.frame_bytes), (1, 64 * 48));
@@ -272,7 +306,11 @@ fn credit_follows_the_consumers_room_and_is_repeated_on_its_interval() {
     host.advance(249 * MS);
     assert_eq!(host.sent(), vec![], "not yet due");
     host.advance(MS);
-    assert_eq!(host.sent(), vec![Sent::Credit(0)], "no room: nothing beyond seq 0");
+    assert_eq!(
+        host.sent(),
+        vec![Sent::Credit(0)],
+        "no room: nothing beyond seq 0"
+    );
     host.link.set_consumer_room(10);
     host.advance(250 * MS);
     let credits: Vec<_> = host
@@ -357,7 +395,11 @@ fn a_silent_edge_is_dropped_just_after_the_timeout_not_before() {
     let mut host = Host::default();
     host.open_session();
     host.advance(3_000 * MS);
-    assert_eq!(host.link.poll_close(), None, "exactly the timeout: still alive");
+    assert_eq!(
+        host.link.poll_close(),
+        None,
+        "exactly the timeout: still alive"
+    );
     host.advance(1);
     let reason = host.link.poll_close().expect("closed");
     assert!(reason.contains("nothing from the edge"), "{reason}");
@@ -414,7 +456,10 @@ fn an_edge_ignoring_its_credit_is_cut_off_at_the_backlogs_event_bound() {
     host.link.on_disconnected(host.now, "gone");
     assert_eq!(host.link.pending_events(), 6);
     let events = host.events();
-    assert!(matches!(events.last(), Some(LinkEvent::Disconnected { .. })));
+    assert!(matches!(
+        events.last(),
+        Some(LinkEvent::Disconnected { .. })
+    ));
 }
 
 #[test]
@@ -444,7 +489,10 @@ fn results_go_back_with_fresh_credit_and_stale_ones_are_counted() {
     host.frame(0, 0);
     host.events();
     host.sent();
-    host.link.on_result(host.now, &result(SESSION, 0, Some((2, 2, vec![0x03, 0x01]))));
+    host.link.on_result(
+        host.now,
+        &result(SESSION, 0, Some((2, 2, vec![0x03, 0x01]))),
+    );
     assert_eq!(
         host.sent(),
         vec![
@@ -461,7 +509,11 @@ fn results_go_back_with_fresh_credit_and_stale_ones_are_counted() {
     let stats = host.link.stats();
     assert_eq!((stats.results_sent, stats.results_stale), (1, 1));
     host.advance(Duration::from_secs(1).as_micros() as u64);
-    assert!(host.sent().iter().any(|s| matches!(s, Sent::Heartbeat { results: 1, .. })));
+    assert!(
+        host.sent()
+            .iter()
+            .any(|s| matches!(s, Sent::Heartbeat { results: 1, .. }))
+    );
 }
 
 #[test]
@@ -469,7 +521,8 @@ fn a_mask_too_large_for_the_edges_packets_is_left_out_and_counted() {
     let mut host = Host::default();
     host.open_session();
     let runs = vec![0x7f; 4000];
-    host.link.on_result(host.now, &result(SESSION, 0, Some((64, 64, runs))));
+    host.link
+        .on_result(host.now, &result(SESSION, 0, Some((64, 64, runs))));
     let sent = host.sent();
     assert_eq!(
         sent.first(),
@@ -488,9 +541,13 @@ fn a_partial_frame_is_lost_when_the_connection_ends_and_the_consumer_is_told() {
     host.open_session();
     let data = vec![1u8; 64 * 48];
     host.recv(&Message::FrameStart(start(0, 0, &data)));
-    host.link.on_disconnected(host.now, "the edge closed the link");
+    host.link
+        .on_disconnected(host.now, "the edge closed the link");
     let events = host.events();
-    assert!(matches!(events.as_slice(), [LinkEvent::Lost(l), LinkEvent::Disconnected { .. }] if l.seq == 0), "{events:?}");
+    assert!(
+        matches!(events.as_slice(), [LinkEvent::Lost(l), LinkEvent::Disconnected { .. }] if l.seq == 0),
+        "{events:?}"
+    );
     assert!(!host.link.is_connected());
     // Nothing queued for the old connection reaches the next one.
     host.link.on_result(host.now, &result(SESSION, 0, None));
@@ -528,7 +585,9 @@ fn a_new_connection_forgets_the_clock_offset_and_gets_a_new_session_id() {
     host.link.on_connected(host.now);
     assert_eq!(host.link.stats().clock_offset_us, None);
     host.recv(&hello(PROTOCOL_VERSION, 4096, 1024, 64, 48));
-    assert!(matches!(host.sent().first(), Some(Sent::Welcome { session_id, .. }) if *session_id == SESSION + 1));
+    assert!(
+        matches!(host.sent().first(), Some(Sent::Welcome { session_id, .. }) if *session_id == SESSION + 1)
+    );
     assert_eq!(host.link.stats().connections, 2);
 }
 

@@ -50,12 +50,15 @@ impl EngineWorker {
             };
             job.stamps.inferred_us = self.clock.now_us();
             let crop = job.crop;
-            let heads =
-                self.models
-                    .run_heads(&features, crop.width as usize, crop.height as usize);
+            let heads = self
+                .models
+                .run_heads(&features, crop.width as usize, crop.height as usize);
             let outcome = match heads {
                 Ok(heads) => FrameOutcome::Processed(
-                    heads.into_iter().map(|o| HeadResult::new(o, crop)).collect(),
+                    heads
+                        .into_iter()
+                        .map(|o| HeadResult::new(o, crop))
+                        .collect(),
                 ),
                 Err(e) => FrameOutcome::Failed(FrameFailure::Head(e.to_string())),
             };

@@ -33,9 +33,8 @@ impl Ingest {
     pub fn run(mut self, runtime: &tokio::runtime::Handle) {
         let _guard = AbortOnPanic(self.cancel.clone());
         while !self.cancel.is_stopped() {
-            let event = runtime.block_on(async {
-                tokio::time::timeout(POLL, self.events.recv()).await
-            });
+            let event =
+                runtime.block_on(async { tokio::time::timeout(POLL, self.events.recv()).await });
             match event {
                 Err(_) => continue,
                 Ok(None) => break,

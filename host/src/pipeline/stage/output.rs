@@ -63,8 +63,7 @@ impl Output<'_> {
         mut on_tick: impl FnMut(&LiveStatus),
     ) -> OutputTotals {
         let mut latency = micros_histogram();
-        let mut stage_hists: BTreeMap<&'static str, hdrhistogram::Histogram<u64>> =
-            BTreeMap::new();
+        let mut stage_hists: BTreeMap<&'static str, hdrhistogram::Histogram<u64>> = BTreeMap::new();
         let mut report = PipelineReport {
             policy: self.config.policy.to_string(),
             latency_from_capture: true,
@@ -146,9 +145,7 @@ impl Output<'_> {
                     fps: (report.frames_processed - processed_at_tick) as f64 / dt.max(1e-9),
                     p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
                     p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
-                    dropped: self
-                        .counters
-                        .dropped_total(super::DropReason::Superseded)
+                    dropped: self.counters.dropped_total(super::DropReason::Superseded)
                         + failed.values().sum::<u64>(),
                     lost: link.lost_total(),
                     dropped_at_edge: link.dropped_at_edge,
