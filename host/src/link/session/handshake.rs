@@ -1,0 +1,91 @@
+//! The handshake: a `Hello` opens a session or is refused.
+
+use dinoedge_proto::reassembly::ReassemblerConfig;
+use dinoedge_proto::wire;
+use dinoedge_proto::{
+    Hello, MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Reject, RejectReason, Welcome,
+};
+
+use super::{Core, Session};
+use crate::link::event::LinkEvent;
+
+impl Core {
+    /// Answers a `Hello`: a new session, or a `Reject`.
+    pub(super) fn welcome(&mut self, now_us: u64, hello: &Hello) {
+        let reject = |reason| {
+            Message::Reject(Reject {
+                reason,
+                supported_min: PROTOCOL_VERSION,
+                supported_max: PROTOCOL_VERSION,
+            })
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            tracing::warn!(
+                edge = hello.protocol_version,
+                host = PROTOCOL_VERSION,
+                "the edge speaks another protocol version; refused"
+            );
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::UnsupportedVersion));
+        }
+        let to_host = (hello.max_packet_tx as usize).min(self.config.max_packet_to_host);
+        let to_edge = (hello.max_packet_rx as usize).min(self.config.max_packet_to_edge);
+        if to_host < MIN_PACKET || to_edge < MIN_PACKET {
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::PacketTooSmall));
+        }
+        let implied = hello
+            .sensor
+            .format
+            .frame_len(hello.sensor.width, hello.sensor.height);
+        if implied.is_none_or(|len| len > self.config.reassembly.max_frame_len) {
+            self.stats.rejected += 1;
+            return self.send_control(&reject(RejectReason::UnsupportedFormat));
+        }
+        // A Hello in a session means the edge restarted: the old session's partial frame is
+        // lost.
+        self.settle(|r, out| r.reset(&mut |o| out.push(o)));
+        let session_id = self.next_session_id;
+        self.next_session_id = self.next_session_id.wrapping_add(1).max(1);
+        let room = self.consumer_room.saturating_sub(self.backlog.len());
+        let credits = u32::try_from(room)
+            .unwrap_or(u32::MAX)
+            .min(self.config.credit_window);
+        let reassembly = ReassemblerConfig {
+            max_chunk_len: wire::chunk_capacity(to_host) as u32,
+            ..self.config.reassembly
+        };
+        let Some(conn) = &mut self.conn else { return };
+        conn.reassembler.set_config(reassembly);
+        conn.max_packet_to_edge = to_edge;
+        conn.session = Some(Session {
+            id: session_id,
+            dropped: 0,
+            results_sent: 0,
+        });
+        conn.last_credit = now_us;
+        // The clock offset is wanted before the first frame's capture time is mapped.
+        conn.ping_id = conn.ping_id.wrapping_add(1);
+        conn.last_ping = now_us;
+        let ping = Message::Ping(Ping {
+            id: conn.ping_id,
+            sent_us: now_us,
+        });
+        self.send_control(&Message::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session_id,
+            max_packet_to_host: to_host as u32,
+            max_packet_to_edge: to_edge as u32,
+            initial_credits: credits,
+            roi: None,
+            fps_milli: None,
+        }));
+        self.send_control(&ping);
+        self.stats.sessions += 1;
+        tracing::debug!(session_id, device = %hello.device_id, "session begins");
+        self.emit(LinkEvent::SessionStarted {
+            session_id,
+            hello: Box::new(hello.clone()),
+        });
+    }
+}
