@@ -8,6 +8,11 @@
 //!            └─────────────────────────┴─ one packet per step: chunk, FrameEnd, Heartbeat, Pong
 //! ```
 //!
+//! A session lost to a timeout, an I/O error or a host `Error` is remembered (its id and the
+//! next `seq` it would have used) and told in every following `Hello` as
+//! [`Hello::previous`], so that the host can report the frames that vanished with the
+//! connection; the first `Hello` after boot has none.
+//!
 //! [`Edge::step`] does a bounded amount of work and never blocks on the source: call it in the
 //! main loop (or from a timer) as often as the link can take packets.
 
@@ -15,7 +20,7 @@ use dinoedge_proto::credit::CreditWindow;
 use dinoedge_proto::wire::{self, Decoder, FrameCrc};
 use dinoedge_proto::{
     Capabilities, ErrorCode, Event, EventKind, FrameChunk, FrameEnd, FrameStart, Heartbeat, Hello,
-    MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Pong, Sensor, Version, Welcome,
+    MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Pong, PreviousSession, Sensor, Version, Welcome,
 };
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
@@ -44,7 +49,8 @@ pub struct EdgeConfig {
     pub hello_retry_us: u64,
     /// Interval between heartbeats in a session.
     pub heartbeat_us: u64,
-    /// A session with nothing valid from the host for this long is lost.
+    /// A session with nothing valid from the host for this long is lost (at exactly this
+    /// long, not a microsecond later).
     pub link_timeout_us: u64,
     /// When results raise the alarm output.
     pub alarm: AlarmRule,
@@ -207,6 +213,8 @@ pub struct Edge<'b, L, S, C, A, F, P> {
     max_packet_tx: usize,
     max_packet_rx: usize,
     last_rx_us: u64,
+    /// The last session lost, told in each `Hello` until it is replaced by the next one lost.
+    previous: Option<PreviousSession>,
     alarm_on: bool,
     buttons: (bool, bool),
     stats: EdgeStats,
@@ -244,6 +252,7 @@ where
             max_packet_tx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_tx(),
             max_packet_rx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_rx(),
             last_rx_us: now,
+            previous: None,
             alarm_on: false,
             buttons: (false, false),
             stats: EdgeStats::default(),
@@ -256,6 +265,11 @@ where
             State::Handshake { .. } => Phase::Handshake,
             State::Session(s) => Phase::Session { session_id: s.id },
         }
+    }
+
+    /// The last session lost since boot, as the next `Hello` tells it.
+    pub fn previous_session(&self) -> Option<PreviousSession> {
+        self.previous
     }
 
     /// Counts since boot.
@@ -414,11 +428,16 @@ where
         Ok(())
     }
 
-    /// Back to the handshake: the frame in progress is abandoned and the alarm lowered (its
-    /// results are stale).
+    /// Back to the handshake: the frame in progress is abandoned, the alarm lowered (its
+    /// results are stale) and the session remembered for the next `Hello`.
     fn lose_link(&mut self, now: u64) {
         if let State::Session(s) = &self.state {
             self.stats.link_losses += 1;
+            // Frames up to `next_seq` were started, the one in progress included.
+            self.previous = Some(PreviousSession {
+                session_id: s.id,
+                next_seq: s.next_seq,
+            });
             if s.sending.is_some() {
                 let _ = self.io.source.skip();
             }
@@ -459,6 +478,7 @@ where
                     capabilities: Capabilities::EVENTS
                         .with(Capabilities::ALARM_OUTPUT)
                         .with(Capabilities::CRC_AT_END),
+                    previous: self.previous,
                 });
                 // A lone delimiter first ends whatever partial packet the host holds.
                 self.io
@@ -468,7 +488,7 @@ where
                 self.send(&hello, MIN_PACKET)
             }
             State::Session(s) => {
-                if now.saturating_sub(self.last_rx_us) > self.config.link_timeout_us {
+                if now.saturating_sub(self.last_rx_us) >= self.config.link_timeout_us {
                     warn!("nothing from the host; link lost");
                     self.lose_link(now);
                     return Ok(());

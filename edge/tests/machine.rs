@@ -1,5 +1,6 @@
 //! The edge state machine against a test host over an in-memory duplex link, with a
-//! hand-driven clock: frames, credit, noise, alarms, restarts, timeouts.
+//! hand-driven clock: frames, credit, noise, alarms, restarts, timeouts, rejects, and the
+//! previous session told in `Hello`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -87,6 +88,8 @@ struct Host {
     frames: Vec<(u32, Vec<u8>, u32)>,
     lost: Vec<dinoedge_proto::reassembly::Loss>,
     hellos: u32,
+    /// Every `Hello` received, in order.
+    hello_log: Vec<Hello>,
     heartbeats: Vec<Heartbeat>,
     events: Vec<EventKind>,
     pongs: u32,
@@ -105,6 +108,7 @@ impl Host {
             frames: Vec::new(),
             lost: Vec::new(),
             hellos: 0,
+            hello_log: Vec::new(),
             heartbeats: Vec::new(),
             events: Vec::new(),
             pongs: 0,
@@ -151,7 +155,10 @@ impl Host {
         while let Some(r) = self.decoder.decode(&mut input) {
             let Ok(msg) = r else { continue };
             match &msg {
-                Message::Hello(_) => self.hellos += 1,
+                Message::Hello(h) => {
+                    self.hellos += 1;
+                    self.hello_log.push(h.clone());
+                }
                 Message::Heartbeat(h) => self.heartbeats.push(*h),
                 Message::Event(e) => self.events.push(e.kind.clone()),
                 Message::Pong(_) => self.pongs += 1,
@@ -542,4 +549,347 @@ fn truncated_and_garbled_packets_from_the_host_are_survived() {
     let frames = host.frames.len();
     run(&mut edge, &clock, &mut host, 100, 1000);
     assert!(host.frames.len() > frames, "streaming goes on");
+}
+
+type TestEdge<'b> = Edge<'b, End, TestPattern, &'b TestClock, NullPin, NoInput, NoInput>;
+
+/// One step at exactly `t_us` on the test clock, then the host reads what the edge sent.
+fn step_at(edge: &mut TestEdge<'_>, clock: &TestClock, host: &mut Host, t_us: u64) {
+    clock.0.set(t_us);
+    let _ = edge.step();
+    host.pump();
+}
+
+fn reject(reason: RejectReason) -> Message<'static> {
+    Message::Reject(Reject {
+        reason,
+        supported_min: PROTOCOL_VERSION,
+        supported_max: PROTOCOL_VERSION,
+    })
+}
+
+const REASONS: [RejectReason; 4] = [
+    RejectReason::UnsupportedVersion,
+    RejectReason::PacketTooSmall,
+    RejectReason::UnsupportedFormat,
+    RejectReason::Busy,
+];
+
+#[test]
+fn frames_in_flight_when_the_link_drops_are_told_after_the_reconnect() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let mut edge = Edge::new(
+        peripherals(end, &clock, NullPin),
+        EdgeConfig::default(),
+        &mut buffers,
+    );
+    run(&mut edge, &clock, &mut host, 2, 1000);
+    assert!(!host.hello_log.is_empty());
+    assert!(
+        host.hello_log.iter().all(|h| h.previous.is_none()),
+        "no previous session after boot"
+    );
+    assert_eq!(edge.previous_session(), None);
+    host.welcome(21, 1_000);
+    run(&mut edge, &clock, &mut host, 200, 1000);
+    let delivered = host.frames.len() as u32;
+    assert!(delivered >= 10, "{delivered} frames");
+
+    // The connection drops: nothing the edge sends arrives, nothing comes back; the host
+    // reports its partial frame lost at once, the edge notices at its link timeout.
+    let mut told: Vec<(u32, u32)> = (0..delivered).map(|seq| (seq, 1)).collect();
+    host.reassembler.flush(&mut |o| {
+        if let Reassembled::Lost(l) = o {
+            told.push((l.seq, l.frames()));
+        }
+    });
+    for _ in 0..1_000 {
+        if edge.phase() == Phase::Handshake {
+            break;
+        }
+        clock.0.set(clock.0.get() + 10_000);
+        let _ = edge.step();
+        host.from_edge.borrow_mut().clear();
+    }
+    assert_eq!(edge.phase(), Phase::Handshake);
+    assert_eq!(edge.stats().link_losses, 1);
+    let previous = edge
+        .previous_session()
+        .expect("the lost session is remembered");
+    assert_eq!(previous.session_id, 21);
+    assert!(
+        previous.next_seq > delivered,
+        "frames were started during the outage: {previous:?}, {delivered} delivered"
+    );
+
+    // The edge reconnects and says where it had got to.
+    run(&mut edge, &clock, &mut host, 1, 1000);
+    let hello = host.hello_log.last().expect("a Hello after the loss");
+    assert_eq!(hello.previous, Some(previous));
+    let mut lost = Vec::new();
+    host.reassembler
+        .connection_lost(previous.next_seq, &mut |o| {
+            if let Reassembled::Lost(l) = o {
+                lost.push(l);
+            }
+        });
+    let [gone] = lost[..] else {
+        panic!("one report: {lost:?}")
+    };
+    assert!(matches!(
+        gone.reason,
+        reassembly::LossReason::ConnectionLost { .. }
+    ));
+    told.push((gone.seq, gone.frames()));
+    // Every frame the edge started is told exactly once, in order: delivered, lost with the
+    // partial frame, or lost with the connection.
+    let mut next = 0;
+    for (seq, frames) in told {
+        assert_eq!(seq, next, "frames told in order, none twice, none left out");
+        next = seq + frames;
+    }
+    assert_eq!(next, previous.next_seq);
+}
+
+#[test]
+fn the_previous_session_survives_retries_and_rejects_until_the_next_one_is_lost() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let mut edge = Edge::new(
+        peripherals(end, &clock, NullPin),
+        EdgeConfig::default(),
+        &mut buffers,
+    );
+    run(&mut edge, &clock, &mut host, 2, 1000);
+    host.welcome(31, 2);
+    run(&mut edge, &clock, &mut host, 200, 1000);
+    assert_eq!(host.frames.len(), 2, "exactly the credited frames");
+    // The host restarts: its protocol error ends the session, frames 0 and 1 started.
+    host.send(&Message::Error(ErrorReport {
+        code: ErrorCode::Protocol,
+        detail: heapless::String::try_from("no session").unwrap(),
+    }));
+    run(&mut edge, &clock, &mut host, 1, 1000);
+    assert_eq!(edge.phase(), Phase::Handshake);
+    let first = PreviousSession {
+        session_id: 31,
+        next_seq: 2,
+    };
+    assert_eq!(edge.previous_session(), Some(first));
+
+    // Unanswered Hellos, then a Reject, then more Hellos: all tell the same session.
+    let seen = host.hello_log.len();
+    run(&mut edge, &clock, &mut host, 30, 100_000);
+    host.send(&reject(RejectReason::Busy));
+    run(&mut edge, &clock, &mut host, 50, 100_000);
+    let hellos = &host.hello_log[seen..];
+    assert!(hellos.len() >= 4, "{} Hellos", hellos.len());
+    assert!(hellos.iter().all(|h| h.previous == Some(first)));
+    assert_eq!(edge.stats().rejects, 1);
+
+    // A new session; while it is up the remembered one does not change ...
+    host.welcome(32, 3);
+    run(&mut edge, &clock, &mut host, 300, 1000);
+    assert_eq!(edge.phase(), Phase::Session { session_id: 32 });
+    assert_eq!(edge.previous_session(), Some(first));
+    // ... and once it is lost to silence, it is the one told.
+    run(&mut edge, &clock, &mut host, 40, 100_000);
+    assert_eq!(edge.phase(), Phase::Handshake);
+    let second = PreviousSession {
+        session_id: 32,
+        next_seq: 3,
+    };
+    assert_eq!(edge.previous_session(), Some(second));
+    assert_eq!(host.hello_log.last().unwrap().previous, Some(second));
+}
+
+#[test]
+fn a_session_lost_before_any_frame_tells_next_seq_zero() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let mut edge = Edge::new(
+        peripherals(end, &clock, NullPin),
+        EdgeConfig::default(),
+        &mut buffers,
+    );
+    run(&mut edge, &clock, &mut host, 2, 1000);
+    host.welcome(41, 0);
+    run(&mut edge, &clock, &mut host, 40, 100_000);
+    assert_eq!(edge.stats().link_losses, 1);
+    assert_eq!(
+        host.hello_log.last().unwrap().previous,
+        Some(PreviousSession {
+            session_id: 41,
+            next_seq: 0
+        })
+    );
+}
+
+/// Every `RejectReason` is handled alike: counted, the Hello after it waits exactly 2 s, then
+/// the usual back-off goes on; no session, no link loss.
+#[test]
+fn a_reject_of_any_reason_is_counted_and_the_next_hello_waits_2_s() {
+    for reason in REASONS {
+        let clock = TestClock::default();
+        let (end, mut host) = link();
+        let mut buffers = Buffers::new();
+        let mut edge = Edge::new(
+            peripherals(end, &clock, NullPin),
+            EdgeConfig::default(),
+            &mut buffers,
+        );
+        step_at(&mut edge, &clock, &mut host, 1_000);
+        assert_eq!(host.hellos, 1, "{reason:?}: the first Hello at once");
+        host.send(&reject(reason));
+        let t = 2_000;
+        step_at(&mut edge, &clock, &mut host, t);
+        assert_eq!(edge.stats().rejects, 1, "{reason:?}");
+        assert_eq!(edge.phase(), Phase::Handshake, "{reason:?}");
+        // The retry due at 0.5 s is put off to 2 s after the Reject.
+        step_at(&mut edge, &clock, &mut host, t + 1_999_999);
+        assert_eq!(host.hellos, 1, "{reason:?}: no Hello before 2 s");
+        step_at(&mut edge, &clock, &mut host, t + 2_000_000);
+        assert_eq!(host.hellos, 2, "{reason:?}: a Hello at 2 s");
+        // Then the back-off of the tries so far: the third Hello 1 s later.
+        step_at(&mut edge, &clock, &mut host, t + 2_999_999);
+        assert_eq!(host.hellos, 2, "{reason:?}");
+        step_at(&mut edge, &clock, &mut host, t + 3_000_000);
+        assert_eq!(host.hellos, 3, "{reason:?}");
+        // A second Reject waits 2 s again, and is counted again.
+        host.send(&reject(reason));
+        step_at(&mut edge, &clock, &mut host, t + 3_000_001);
+        step_at(&mut edge, &clock, &mut host, t + 5_000_000);
+        assert_eq!(host.hellos, 3, "{reason:?}");
+        step_at(&mut edge, &clock, &mut host, t + 5_000_001);
+        assert_eq!(host.hellos, 4, "{reason:?}");
+        let stats = edge.stats();
+        assert_eq!(stats.rejects, 2, "{reason:?}");
+        assert_eq!(stats.sessions, 0, "{reason:?}");
+        assert_eq!(stats.link_losses, 0, "{reason:?}");
+        assert_eq!(stats.packets_received, 2, "{reason:?}");
+        assert_eq!(
+            stats.packets_rejected, 0,
+            "{reason:?}: a Reject is not damage"
+        );
+        assert!(host.hello_log.iter().all(|h| h.previous.is_none()));
+        // A Welcome still begins a session after Rejects.
+        host.welcome(50, 1);
+        step_at(&mut edge, &clock, &mut host, t + 5_002_000);
+        assert_eq!(
+            edge.phase(),
+            Phase::Session { session_id: 50 },
+            "{reason:?}"
+        );
+    }
+}
+
+/// A Reject that comes during a session (a late answer to an old Hello) changes nothing.
+#[test]
+fn a_reject_during_a_session_is_ignored() {
+    for reason in REASONS {
+        let clock = TestClock::default();
+        let (end, mut host) = link();
+        let mut buffers = Buffers::new();
+        let mut edge = Edge::new(
+            peripherals(end, &clock, NullPin),
+            EdgeConfig::default(),
+            &mut buffers,
+        );
+        run(&mut edge, &clock, &mut host, 2, 1000);
+        host.welcome(60, 1_000);
+        run(&mut edge, &clock, &mut host, 20, 1000);
+        let frames = host.frames.len();
+        host.send(&reject(reason));
+        run(&mut edge, &clock, &mut host, 100, 1000);
+        assert_eq!(
+            edge.phase(),
+            Phase::Session { session_id: 60 },
+            "{reason:?}"
+        );
+        assert_eq!(edge.stats().rejects, 0, "{reason:?}");
+        assert_eq!(edge.stats().link_losses, 0, "{reason:?}");
+        assert!(host.frames.len() > frames, "{reason:?}: streaming goes on");
+    }
+}
+
+/// A session in which the edge hears nothing valid for `link_timeout_us`: just before, it
+/// stays; at that time, it ends.
+fn edge_in_session_at(
+    edge: &mut TestEdge<'_>,
+    clock: &TestClock,
+    host: &mut Host,
+    session_id: u32,
+) -> u64 {
+    step_at(edge, clock, host, 1_000);
+    // No credit: the edge streams nothing, only heartbeats, which do not count as hearing.
+    host.welcome(session_id, 0);
+    let welcomed = 2_000;
+    step_at(edge, clock, host, welcomed);
+    assert_eq!(edge.phase(), Phase::Session { session_id });
+    welcomed
+}
+
+#[test]
+fn silence_ends_the_session_exactly_at_the_link_timeout() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let config = EdgeConfig::default();
+    let timeout = config.link_timeout_us;
+    let mut edge = Edge::new(peripherals(end, &clock, NullPin), config, &mut buffers);
+    let heard = edge_in_session_at(&mut edge, &clock, &mut host, 70);
+    step_at(&mut edge, &clock, &mut host, heard + timeout - 1);
+    assert_eq!(edge.phase(), Phase::Session { session_id: 70 });
+    assert_eq!(edge.stats().link_losses, 0);
+    let hellos = host.hellos;
+    step_at(&mut edge, &clock, &mut host, heard + timeout);
+    assert_eq!(edge.phase(), Phase::Handshake);
+    assert_eq!(edge.stats().link_losses, 1);
+    // The Hello follows at the next step.
+    step_at(&mut edge, &clock, &mut host, heard + timeout + 1);
+    assert_eq!(host.hellos, hellos + 1);
+}
+
+#[test]
+fn a_valid_packet_restarts_the_link_timeout_and_garbage_does_not() {
+    let clock = TestClock::default();
+    let (end, mut host) = link();
+    let mut buffers = Buffers::new();
+    let config = EdgeConfig::default();
+    let timeout = config.link_timeout_us;
+    let mut edge = Edge::new(peripherals(end, &clock, NullPin), config, &mut buffers);
+    let welcomed = edge_in_session_at(&mut edge, &clock, &mut host, 71);
+    // A grant (any valid packet) 1 s in: the timeout now runs from there.
+    let heard = welcomed + 1_000_000;
+    host.send(&Message::Credit(Credit { until_seq: 0 }));
+    step_at(&mut edge, &clock, &mut host, heard);
+    // Damaged packets afterwards are counted but are not hearing from the host.
+    let mut buf = vec![0u8; 64];
+    let mut garbled = wire::encode(&Message::Credit(Credit { until_seq: 9 }), &mut buf)
+        .unwrap()
+        .to_vec();
+    garbled[2] ^= 0x10;
+    host.to_edge.borrow_mut().extend(&garbled);
+    host.to_edge.borrow_mut().extend([0x13, 0x37, 0x00]);
+    step_at(&mut edge, &clock, &mut host, heard + 2_000_000);
+    assert_eq!(edge.stats().packets_rejected, 2);
+    step_at(&mut edge, &clock, &mut host, welcomed + timeout);
+    assert_eq!(
+        edge.phase(),
+        Phase::Session { session_id: 71 },
+        "timer restarted"
+    );
+    step_at(&mut edge, &clock, &mut host, heard + timeout - 1);
+    assert_eq!(edge.phase(), Phase::Session { session_id: 71 });
+    step_at(&mut edge, &clock, &mut host, heard + timeout);
+    assert_eq!(
+        edge.phase(),
+        Phase::Handshake,
+        "garbage did not keep it alive"
+    );
+    assert_eq!(edge.stats().link_losses, 1);
 }

@@ -36,6 +36,7 @@ fn edge_bytes() -> Vec<u8> {
         max_packet_tx: 4096,
         max_packet_rx: MIN_PACKET as u32,
         capabilities: Capabilities::default(),
+        previous: None,
     };
     let mut buf = vec![0u8; wire::encode_buffer_len(4096)];
     let mut out = wire::encode_limited(&Message::Hello(hello), 4096, &mut buf)

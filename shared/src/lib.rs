@@ -44,7 +44,11 @@ pub mod wire;
 pub use message::*;
 
 /// The protocol version this crate speaks, sent in [`Hello`] and [`Welcome`].
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 appended [`Hello::previous`]; a version 1 `Hello` no longer parses, and the
+/// decoders tell it apart from a damaged packet
+/// ([`DecodeError::OtherVersionHello`](wire::DecodeError::OtherVersionHello)).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Smallest packet size (message plus CRC, in bytes) a peer may announce or a host may
 /// negotiate: every message but a [`FrameChunk`] or a masked [`InferenceResult`] fits in it.

@@ -145,12 +145,21 @@ pub enum LossReason {
     },
     /// A second `FrameStart` with the same sequence number arrived.
     DuplicateStart,
+    /// The connection dropped with `count` frames from `seq` on started by the edge but not
+    /// one packet of them received; known once the edge reconnects and tells, in its
+    /// [`Hello::previous`](crate::Hello::previous), where it had got to (see
+    /// [`connection_lost`]).
+    ConnectionLost {
+        /// How many consecutive frames.
+        count: u32,
+    },
 }
 
 /// A frame that will never be delivered, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Loss {
-    /// The frame's sequence number (the first one, for [`LossReason::Unseen`]).
+    /// The frame's sequence number (the first one, for [`LossReason::Unseen`] and
+    /// [`LossReason::ConnectionLost`]).
     pub seq: u32,
     /// Why.
     pub reason: LossReason,
@@ -174,18 +183,37 @@ impl LossReason {
             LossReason::TooLarge { .. } => "TooLarge",
             LossReason::BadHeader { .. } => "BadHeader",
             LossReason::DuplicateStart => "DuplicateStart",
+            LossReason::ConnectionLost { .. } => "ConnectionLost",
         }
     }
 }
 
 impl Loss {
-    /// How many frames this loss stands for (more than one only for [`LossReason::Unseen`]).
+    /// How many frames this loss stands for (more than one only for [`LossReason::Unseen`]
+    /// and [`LossReason::ConnectionLost`]).
     pub fn frames(&self) -> u32 {
         match self.reason {
-            LossReason::Unseen { count } => count,
+            LossReason::Unseen { count } | LossReason::ConnectionLost { count } => count,
             _ => 1,
         }
     }
+}
+
+/// The frames of a session that vanished with its connection: those from `next_untold`, the
+/// host's next sequence number not yet told in that session (see
+/// [`Reassembler::next_untold`]), up to `edge_next_seq`, the
+/// [`PreviousSession::next_seq`](crate::PreviousSession::next_seq) the edge reports for it.
+///
+/// `None` when nothing is missing, that is when `edge_next_seq` does not come after
+/// `next_untold` in wrapping order ([`seq_before`]): the host has told every frame the edge
+/// started (or the edge's count is stale).
+pub fn connection_lost(next_untold: u32, edge_next_seq: u32) -> Option<Loss> {
+    seq_before(next_untold, edge_next_seq).then(|| Loss {
+        seq: next_untold,
+        reason: LossReason::ConnectionLost {
+            count: edge_next_seq.wrapping_sub(next_untold),
+        },
+    })
 }
 
 /// What the reassembler has to say about a frame.
@@ -505,6 +533,24 @@ impl Reassembler {
         self.next_untold = Some(0);
     }
 
+    /// Ends the session whose connection dropped, now that the edge has told where it had got
+    /// to (`edge_next_seq`, from its next `Hello`): any partial frame is reported lost first
+    /// (as by [`flush`](Self::flush)), then the frames after the newest told up to
+    /// `edge_next_seq` as one [`LossReason::ConnectionLost`] (see [`connection_lost`]). Call
+    /// it only for the session the edge names, before [`reset`](Self::reset) for the next
+    /// one. Without a known [`next_untold`](Self::next_untold) (a joined stream) there is no
+    /// telling which frames are missing, and nothing more is reported.
+    pub fn connection_lost(&mut self, edge_next_seq: u32, out: &mut impl FnMut(Reassembled)) {
+        self.flush(out);
+        let Some(next) = self.next_untold else {
+            return;
+        };
+        if let Some(loss) = connection_lost(next, edge_next_seq) {
+            self.next_untold = Some(edge_next_seq);
+            self.lose(loss.seq, loss.reason, out);
+        }
+    }
+
     /// Reports the partial frame lost if nothing arrived for it within the timeout.
     pub fn poll(&mut self, now_us: u64, out: &mut impl FnMut(Reassembled)) {
         if let Some(p) = &self.partial
@@ -563,5 +609,51 @@ impl Reassembler {
         let loss = Loss { seq, reason };
         self.stats.lost += u64::from(loss.frames());
         out(Reassembled::Lost(loss));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_lost_counts_the_frames_the_host_never_told() {
+        assert_eq!(
+            connection_lost(5, 8),
+            Some(Loss {
+                seq: 5,
+                reason: LossReason::ConnectionLost { count: 3 }
+            })
+        );
+        assert_eq!(connection_lost(5, 8).map(|l| l.frames()), Some(3));
+        assert_eq!(
+            LossReason::ConnectionLost { count: 3 }.name(),
+            "ConnectionLost"
+        );
+    }
+
+    #[test]
+    fn connection_lost_is_none_when_nothing_is_missing() {
+        assert_eq!(connection_lost(8, 8), None, "every started frame told");
+        assert_eq!(connection_lost(0, 0), None, "a session without frames");
+        assert_eq!(connection_lost(9, 8), None, "a stale count from the edge");
+    }
+
+    #[test]
+    fn connection_lost_wraps_like_every_seq() {
+        assert_eq!(
+            connection_lost(u32::MAX - 1, 2),
+            Some(Loss {
+                seq: u32::MAX - 1,
+                reason: LossReason::ConnectionLost { count: 4 }
+            })
+        );
+        assert_eq!(connection_lost(2, u32::MAX - 1), None);
+        // More than half the sequence space ahead is behind, as in credit arithmetic.
+        assert_eq!(connection_lost(0, (1 << 31) + 1), None);
+        assert_eq!(
+            connection_lost(0, (1 << 31) - 1).map(|l| l.frames()),
+            Some((1 << 31) - 1)
+        );
     }
 }

@@ -9,7 +9,8 @@
 
 mod common;
 
-use dinoedge_proto::wire::{self, Decoder};
+use dinoedge_proto::io::{PacketReader, ReadError};
+use dinoedge_proto::wire::{self, DecodeError, Decoder, MalformedKind};
 use dinoedge_proto::{Message, MessageKind};
 
 fn hex(bytes: &[u8]) -> String {
@@ -23,14 +24,14 @@ fn hex(bytes: &[u8]) -> String {
 /// (postcard body, full wire packet) per message, in wire-id order.
 const GOLDEN: [(&str, &str); 14] = [
     (
-        "00 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 00 b0 ea 01 80 20 80 08 0c",
-        "01 11 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 0d b0 ea 01 80 20 80 08 0c 4f 6d ff 9e 00",
+        "00 02 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 00 b0 ea 01 80 20 80 08 0c 00",
+        "01 11 02 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 09 b0 ea 01 80 20 80 08 0c 05 19 a1 a8 c6 00",
     ),
     (
-        "01 01 07 80 20 80 08 04 01 00 00 80 05 e0 03 00",
-        "0a 01 01 07 80 20 80 08 04 01 01 05 80 05 e0 03 05 39 b2 39 d7 00",
+        "01 02 07 80 20 80 08 04 01 00 00 80 05 e0 03 00",
+        "0a 01 02 07 80 20 80 08 04 01 01 05 80 05 e0 03 05 40 d8 44 c6 00",
     ),
-    ("02 00 01 01", "02 02 07 01 01 40 16 51 e5 00"),
+    ("02 00 02 02", "02 02 07 02 02 39 14 75 57 00"),
     (
         "03 01 c0 84 3d 04 02 00 08 01 f8 ac d1 91 01 00 01 03 05 00 04 43 35 2d 31 01 08 64 65 70 74 68 5f 6d 6d 03 31 32 30",
         "08 03 01 c0 84 3d 04 02 08 08 01 f8 ac d1 91 01 04 01 03 05 18 04 43 35 2d 31 01 08 64 65 70 74 68 5f 6d 6d 03 31 32 30 90 1f 7d f1 00",
@@ -68,6 +69,25 @@ const GOLDEN: [(&str, &str); 14] = [
     ),
 ];
 
+/// (postcard body, full wire packet) of `common::hello_after_lost_session()`: a `Hello` whose
+/// `previous` is set.
+const HELLO_AFTER_LOST_SESSION: (&str, &str) = (
+    "00 02 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 00 b0 ea 01 80 20 80 08 0c 01 07 ac 02",
+    "01 11 02 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 11 b0 ea 01 80 20 80 08 0c 01 07 ac 02 70 04 e8 d2 00",
+);
+
+/// The sample `Hello` as a version 1 edge sends it (the version 1 golden vector): no
+/// `previous` field.
+const V1_HELLO_BODY: &str =
+    "00 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 00 b0 ea 01 80 20 80 08 0c";
+const V1_HELLO_PACKET: &str = "01 11 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 0d b0 ea 01 80 20 80 08 0c 4f 6d ff 9e 00";
+
+fn unhex(text: &str) -> Vec<u8> {
+    text.split(' ')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
 fn encodings(msg: &Message<'_>) -> (String, String) {
     let body = postcard::to_allocvec(msg).unwrap();
     let mut buf = vec![0u8; 1024];
@@ -95,12 +115,70 @@ fn every_message_has_pinned_bytes() {
 }
 
 #[test]
+fn a_hello_after_a_lost_session_has_pinned_bytes() {
+    let msg = common::hello_after_lost_session();
+    let (body, packet) = encodings(&msg);
+    assert_eq!((body.as_str(), packet.as_str()), HELLO_AFTER_LOST_SESSION);
+    let bytes = unhex(HELLO_AFTER_LOST_SESSION.1);
+    let mut decoder = Decoder::new([0u8; 512]);
+    assert_eq!(decoder.decode(&mut &bytes[..]).unwrap().unwrap(), msg);
+}
+
+/// A version 1 edge's `Hello` does not parse as this version's, but is told apart from
+/// damage: the decoder names its version, counts it on its own, and goes on.
+#[test]
+fn a_version_1_hello_is_told_by_its_version() {
+    let ping = common::samples()[9].clone();
+    let mut stream = unhex(V1_HELLO_PACKET);
+    stream.extend(unhex(&encodings(&ping).1));
+
+    let mut decoder = Decoder::new([0u8; 512]);
+    let mut input = &stream[..];
+    assert_eq!(
+        decoder.decode(&mut input).unwrap(),
+        Err(DecodeError::OtherVersionHello { version: 1 })
+    );
+    assert_eq!(
+        decoder.decode(&mut input).unwrap().unwrap(),
+        ping,
+        "the next packet decodes"
+    );
+    let stats = decoder.stats();
+    assert_eq!(stats.other_version_hellos, 1);
+    assert_eq!(stats.rejected(), 0, "not counted as damage");
+    assert_eq!(stats.packets, 1);
+
+    // The same through a stream reader, whose error carries it.
+    let mut reader = PacketReader::new(&stream[..], 1024);
+    assert!(matches!(
+        reader.next_message(),
+        Err(ReadError::Decode(DecodeError::OtherVersionHello {
+            version: 1
+        }))
+    ));
+    assert!(matches!(reader.next_message(), Ok(Some(Message::Ping(_)))));
+}
+
+/// A `Hello` of this version that does not parse is damage, as before.
+#[test]
+fn a_malformed_hello_of_this_version_stays_malformed() {
+    let mut body = unhex(&encodings(&common::samples()[0]).0);
+    body.pop(); // `previous` cut off
+    let crc = wire::crc32(&body);
+    body.extend(crc.to_le_bytes());
+    assert_eq!(
+        wire::decode_packet(&body),
+        Err(DecodeError::Malformed {
+            kind: MalformedKind::Truncated,
+            wire_id: 0
+        })
+    );
+}
+
+#[test]
 fn pinned_bytes_decode_to_the_samples() {
     for (msg, (_, packet)) in common::samples().iter().zip(GOLDEN) {
-        let bytes: Vec<u8> = packet
-            .split(' ')
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect();
+        let bytes = unhex(packet);
         let mut decoder = Decoder::new([0u8; 512]);
         let mut input = &bytes[..];
         assert_eq!(&decoder.decode(&mut input).unwrap().unwrap(), msg);
@@ -112,14 +190,28 @@ fn pinned_bytes_decode_to_the_samples() {
 fn protocol_document_shows_the_pinned_bytes() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
     let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (kind, (body, packet)) in MessageKind::ALL.iter().zip(GOLDEN) {
+    let labelled = MessageKind::ALL
+        .iter()
+        .map(|kind| format!("{kind:?}"))
+        .zip(GOLDEN)
+        .chain([
+            (
+                "Hello after a lost session".to_string(),
+                HELLO_AFTER_LOST_SESSION,
+            ),
+            (
+                "version 1 Hello".to_string(),
+                (V1_HELLO_BODY, V1_HELLO_PACKET),
+            ),
+        ]);
+    for (kind, (body, packet)) in labelled {
         assert!(
             flat.contains(body),
-            "PROTOCOL.md lacks the body of {kind:?}: {body}"
+            "PROTOCOL.md lacks the body of {kind}: {body}"
         );
         assert!(
             flat.contains(packet),
-            "PROTOCOL.md lacks the packet of {kind:?}: {packet}"
+            "PROTOCOL.md lacks the packet of {kind}: {packet}"
         );
     }
 }

@@ -304,3 +304,66 @@ fn frames_that_vanish_whole_are_counted_from_the_sequence_gap() {
         [(0, Err(LossReason::Unseen { count: 1 })), (1, Ok(100))]
     );
 }
+
+#[test]
+fn frames_lost_with_the_connection_are_told_once_the_edge_says_where_it_was() {
+    let d = data(11);
+    let crc = Some(crc32(&d));
+    let mut r = reassembler();
+    r.reset(&mut |_| {});
+    // Frame 0 arrives whole, frame 1 in part; then the connection drops while the edge has
+    // started frames 2, 3 and 4 (its next seq is 5).
+    let mut msgs = vec![start(0, &d, crc)];
+    msgs.extend(chunks(0, &d).into_iter().map(k));
+    msgs.push(start(1, &d, crc));
+    msgs.push(k(chunks(1, &d)[0]));
+    assert_eq!(run(&mut r, &msgs), [(0, Ok(100))]);
+    let mut out = Vec::new();
+    r.connection_lost(5, &mut |o| out.push(o));
+    let told: Vec<_> = out
+        .iter()
+        .map(|o| match o {
+            Reassembled::Lost(l) => (l.seq, l.reason),
+            Reassembled::Frame(f) => panic!("frame {} delivered", f.start.seq),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                1,
+                LossReason::Incomplete {
+                    received: 30,
+                    total_len: 100
+                }
+            ),
+            (2, LossReason::ConnectionLost { count: 3 }),
+        ]
+    );
+    assert_eq!(r.stats().lost, 4);
+    assert_eq!(r.next_untold(), Some(5));
+    // Told once: the same news again, or late packets of those frames, add nothing.
+    let mut again = Vec::new();
+    r.connection_lost(5, &mut |o| again.push(o));
+    assert!(again.is_empty());
+    assert!(run(&mut r, &[k(chunks(3, &d)[0])]).is_empty());
+    assert_eq!(r.stats().lost, 4);
+}
+
+#[test]
+fn a_connection_lost_after_every_frame_was_told_reports_nothing() {
+    let d = data(13);
+    let mut r = reassembler();
+    r.reset(&mut |_| {});
+    let mut msgs = vec![start(0, &d, Some(crc32(&d)))];
+    msgs.extend(chunks(0, &d).into_iter().map(k));
+    run(&mut r, &msgs);
+    let mut out = Vec::new();
+    r.connection_lost(1, &mut |o| out.push(o));
+    assert!(out.is_empty());
+    // A joined stream (no reset, no frame yet) cannot tell which frames are missing.
+    let mut joined = reassembler();
+    joined.connection_lost(7, &mut |o| out.push(o));
+    assert!(out.is_empty());
+    assert_eq!(joined.stats().lost, 0);
+}

@@ -387,6 +387,7 @@ impl<'a> Stream<'a> {
             max_packet_tx: self.packet as u32,
             max_packet_rx: dinoedge_proto::MIN_PACKET as u32,
             capabilities: Capabilities::MASK,
+            previous: None,
         };
         self.clock_us = 1000;
         self.edge(&Message::Hello(hello))?;

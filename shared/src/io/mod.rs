@@ -22,7 +22,9 @@ pub enum ReadError {
     /// The stream failed.
     #[error("reading the link: {0}")]
     Io(#[from] std::io::Error),
-    /// A damaged packet; the reader has resynchronised and may be read again.
+    /// A damaged packet, or an intact `Hello` of another protocol version
+    /// ([`DecodeError::OtherVersionHello`]); the reader has resynchronised and may be read
+    /// again.
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// The stream ended inside a packet.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_ID, PixelFormat};
+use super::{MAX_ID, MessageKind, PixelFormat};
 
 /// A semantic version (firmware, host software).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,6 +87,50 @@ pub struct Hello {
     pub max_packet_rx: u32,
     /// Optional features the edge offers.
     pub capabilities: Capabilities,
+    /// The edge's last session, if it had one since boot: lets the host report the frames
+    /// that vanished with that session's connection (added in protocol version 2; the last
+    /// field, so a version 1 `Hello` ends before it).
+    pub previous: Option<PreviousSession>,
+}
+
+/// A session the edge lost (link timeout, host restart, I/O error), told in its next
+/// [`Hello`].
+///
+/// The edge numbered every frame it started in that session below `next_seq`; a host that
+/// still knows the session (same `session_id`) reports each of those frames it has not yet
+/// delivered or reported lost as lost with the connection.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PreviousSession {
+    /// The host's `session_id` of that session, from its [`Welcome`].
+    pub session_id: u32,
+    /// The sequence number the edge would have given its next frame in that session: frames
+    /// `..next_seq` (in wrapping order, from 0) were all started.
+    pub next_seq: u32,
+}
+
+/// The `protocol_version` of a packet body (postcard bytes, CRC removed) whose message is a
+/// [`Hello`], read without parsing the rest; `None` for any other body.
+///
+/// Every version of the protocol begins its `Hello` body the same way: the wire id `00`, then
+/// `protocol_version` as a u16 varint. So a host can tell which version an edge speaks even
+/// when the rest of its `Hello` has another layout, and refuse it by name rather than count a
+/// damaged packet.
+pub fn hello_version(body: &[u8]) -> Option<u16> {
+    let mut bytes = body.iter().copied();
+    if bytes.next()? != MessageKind::Hello.wire_id() {
+        return None;
+    }
+    // A u16 varint takes at most 3 bytes (7 bits each, least significant group first).
+    let mut value = 0u32;
+    for shift in [0, 7, 14] {
+        let byte = bytes.next()?;
+        value |= u32::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return u16::try_from(value).ok();
+        }
+    }
+    None
 }
 
 /// A rectangle within the sensor's frame, in pixels.
@@ -148,4 +192,79 @@ pub struct Reject {
     pub supported_min: u16,
     /// Newest protocol version the host speaks.
     pub supported_max: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn hello(previous: Option<PreviousSession>) -> Hello {
+        Hello {
+            protocol_version: crate::PROTOCOL_VERSION,
+            device_id: heapless::String::try_from("US-0042").unwrap(),
+            firmware_version: Version {
+                major: 1,
+                minor: 2,
+                patch: 3,
+            },
+            sensor: Sensor {
+                width: 640,
+                height: 480,
+                format: PixelFormat::Gray8,
+                fps_milli: 30_000,
+            },
+            max_packet_tx: 4096,
+            max_packet_rx: 1024,
+            capabilities: Capabilities::EVENTS,
+            previous,
+        }
+    }
+
+    #[test]
+    fn hello_version_reads_this_versions_hello() {
+        let mut buf = [0u8; 128];
+        for previous in [
+            None,
+            Some(PreviousSession {
+                session_id: 7,
+                next_seq: 300,
+            }),
+        ] {
+            let body = postcard::to_slice(&Message::Hello(hello(previous)), &mut buf).unwrap();
+            assert_eq!(hello_version(body), Some(crate::PROTOCOL_VERSION));
+        }
+    }
+
+    #[test]
+    fn hello_version_reads_a_version_1_hello() {
+        // The version 1 golden Hello: no `previous` after the capabilities.
+        let body = [
+            0x00, 0x01, 0x07, 0x55, 0x53, 0x2d, 0x30, 0x30, 0x34, 0x32, 0x01, 0x02, 0x03, 0x80,
+            0x05, 0xe0, 0x03, 0x00, 0xb0, 0xea, 0x01, 0x80, 0x20, 0x80, 0x08, 0x0c,
+        ];
+        assert_eq!(hello_version(&body), Some(1));
+        // Only the first bytes count: a multi-byte version, then anything.
+        assert_eq!(hello_version(&[0x00, 0xac, 0x02, 0xff]), Some(300));
+        assert_eq!(hello_version(&[0x00, 0xff, 0xff, 0x03]), Some(u16::MAX));
+    }
+
+    #[test]
+    fn hello_version_is_none_for_anything_else() {
+        assert_eq!(hello_version(&[]), None, "empty");
+        assert_eq!(hello_version(&[0x00]), None, "no version");
+        assert_eq!(hello_version(&[0x00, 0x81]), None, "varint cut short");
+        assert_eq!(
+            hello_version(&[0x00, 0xff, 0xff, 0xff]),
+            None,
+            "over 3 bytes"
+        );
+        assert_eq!(
+            hello_version(&[0x00, 0xff, 0xff, 0x04]),
+            None,
+            "over u16::MAX"
+        );
+        assert_eq!(hello_version(&[0x01, 0x02]), None, "a Welcome");
+        assert_eq!(hello_version(&[0x13, 0x37, 0x42]), None, "garbage");
+    }
 }

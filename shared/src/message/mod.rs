@@ -16,7 +16,10 @@ pub use control::{
 pub use frame::{
     FrameChunk, FrameEnd, FrameMeta, FrameStart, KeyValue, PixelFormat, SweepPosition,
 };
-pub use handshake::{Capabilities, Hello, Reject, RejectReason, Roi, Sensor, Version, Welcome};
+pub use handshake::{
+    Capabilities, Hello, PreviousSession, Reject, RejectReason, Roi, Sensor, Version, Welcome,
+    hello_version,
+};
 pub use mask::{MAX_MASK_CELLS, MaskError, RleMask, RleRun, RleRuns, encode_rle};
 pub use outcome::{AlarmFlags, BoundingBox, ClassScore, InferenceResult, Latency, SegmentSummary};
 

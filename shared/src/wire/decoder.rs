@@ -24,10 +24,13 @@ pub struct DecoderStats {
     pub crc_errors: u64,
     /// Frames with a good CRC but an invalid message.
     pub malformed: u64,
+    /// Intact `Hello`s of another protocol version that this version cannot parse
+    /// ([`DecodeError::OtherVersionHello`]); not damage, so not in [`rejected`](Self::rejected).
+    pub other_version_hellos: u64,
 }
 
 impl DecoderStats {
-    /// Frames rejected for any reason.
+    /// Damaged frames rejected, for any reason.
     pub fn rejected(&self) -> u64 {
         self.oversize + self.cobs_errors + self.too_short + self.crc_errors + self.malformed
     }
@@ -104,8 +107,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
 
     /// Consumes bytes from the front of `input` until a frame ends, and returns what that
     /// frame was: `Some(Ok(kind))` when a valid packet is ready (read it with
-    /// [`message`](Self::message) before the next call), `Some(Err(_))` for a damaged frame,
-    /// or `None` once `input` is used up without a frame ending.
+    /// [`message`](Self::message) before the next call), `Some(Err(_))` for a damaged frame
+    /// (or an intact `Hello` of another protocol version:
+    /// [`DecodeError::OtherVersionHello`]), or `None` once `input` is used up without a frame
+    /// ending.
     pub fn push(&mut self, input: &mut &[u8]) -> Option<Result<MessageKind, DecodeError>> {
         if self.ready.take().is_some() {
             self.len = 0;
@@ -209,6 +214,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
                     DecodeError::Cobs { .. } => self.stats.cobs_errors += 1,
                     DecodeError::TooShort { .. } => self.stats.too_short += 1,
                     DecodeError::Crc { .. } => self.stats.crc_errors += 1,
+                    DecodeError::OtherVersionHello { .. } => self.stats.other_version_hellos += 1,
                     _ => self.stats.malformed += 1,
                 }
                 Err(e)

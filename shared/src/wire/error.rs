@@ -133,6 +133,19 @@ pub enum DecodeError {
         /// The packet's first byte, the message's wire id.
         wire_id: u8,
     },
+    /// The CRC is good and the packet is a `Hello`, but of protocol version `version`, not
+    /// this crate's [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION), and its body does not
+    /// parse as this version's `Hello`. Not damage: the peer speaks another version (a host
+    /// answers it with a `Reject` for `UnsupportedVersion`). Read with
+    /// [`hello_version`](crate::message::hello_version).
+    #[error(
+        "Hello of protocol version {version}, which this side (version {}) cannot parse",
+        crate::PROTOCOL_VERSION
+    )]
+    OtherVersionHello {
+        /// The protocol version the `Hello` names.
+        version: u16,
+    },
     /// [`Decoder::message`](super::Decoder::message) was called with no packet ready.
     #[error("no decoded packet is ready")]
     NoPacket,

@@ -145,6 +145,9 @@ pub fn serialized_len(msg: &Message<'_>) -> usize {
 
 /// Decodes one packet body (message plus CRC, already unstuffed): checks the CRC, then parses
 /// the message. This is what [`Decoder`] does for each frame it cuts from the stream.
+///
+/// A `Hello` of another protocol version that this version cannot parse gives
+/// [`DecodeError::OtherVersionHello`] with the version it names.
 pub fn decode_packet(packet: &[u8]) -> Result<Message<'_>, DecodeError> {
     let body = check_crc(packet)?;
     parse_message(body)
@@ -167,8 +170,18 @@ pub(crate) fn check_crc(packet: &[u8]) -> Result<&[u8], DecodeError> {
     }
 }
 
-/// Parses a postcard message that must fill `body` exactly.
+/// Parses a postcard message that must fill `body` exactly; a `Hello` of another protocol
+/// version that does not parse is [`DecodeError::OtherVersionHello`], not malformed.
 pub(crate) fn parse_message(body: &[u8]) -> Result<Message<'_>, DecodeError> {
+    parse_this_version(body).map_err(|e| match crate::message::hello_version(body) {
+        Some(version) if version != crate::PROTOCOL_VERSION => {
+            DecodeError::OtherVersionHello { version }
+        }
+        _ => e,
+    })
+}
+
+fn parse_this_version(body: &[u8]) -> Result<Message<'_>, DecodeError> {
     let wire_id = body.first().copied().unwrap_or(0);
     let kind = MessageKind::from_wire_id(wire_id);
     if kind.is_none() {

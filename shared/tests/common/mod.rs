@@ -39,6 +39,19 @@ pub fn hs<const N: usize>(s: &str) -> heapless::String<N> {
     heapless::String::try_from(s).unwrap()
 }
 
+/// The sample `Hello` of an edge that lost its session 7 with frames up to 299 started: the
+/// golden vector of `Hello::previous`.
+pub fn hello_after_lost_session() -> Message<'static> {
+    let Message::Hello(mut hello) = samples().swap_remove(0) else {
+        unreachable!("the first sample is a Hello")
+    };
+    hello.previous = Some(PreviousSession {
+        session_id: 7,
+        next_seq: 300,
+    });
+    Message::Hello(hello)
+}
+
 /// One fixed example of every message, in wire-id order: the golden vectors.
 pub fn samples() -> Vec<Message<'static>> {
     let mut extra = heapless::Vec::new();
@@ -94,6 +107,7 @@ pub fn samples() -> Vec<Message<'static>> {
             max_packet_tx: 4096,
             max_packet_rx: 1024,
             capabilities: Capabilities::EVENTS.with(Capabilities::ALARM_OUTPUT),
+            previous: None,
         }),
         Message::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -111,8 +125,8 @@ pub fn samples() -> Vec<Message<'static>> {
         }),
         Message::Reject(Reject {
             reason: RejectReason::UnsupportedVersion,
-            supported_min: 1,
-            supported_max: 1,
+            supported_min: PROTOCOL_VERSION,
+            supported_max: PROTOCOL_VERSION,
         }),
         Message::FrameStart(FrameStart {
             seq: 1,
@@ -236,6 +250,7 @@ fn hello() -> impl Strategy<Value = Hello> {
         any::<(u16, u16, u16)>(),
         (any::<u16>(), any::<u16>(), pixel_format(), any::<u32>()),
         any::<(u32, u32, u32)>(),
+        proptest::option::of(any::<(u32, u32)>()),
     )
         .prop_map(
             |(
@@ -244,6 +259,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 (major, minor, patch),
                 (width, height, format, fps_milli),
                 (tx, rx, caps),
+                previous,
             )| {
                 Hello {
                     protocol_version,
@@ -262,6 +278,10 @@ fn hello() -> impl Strategy<Value = Hello> {
                     max_packet_tx: tx,
                     max_packet_rx: rx,
                     capabilities: Capabilities(caps),
+                    previous: previous.map(|(session_id, next_seq)| PreviousSession {
+                        session_id,
+                        next_seq,
+                    }),
                 }
             },
         )
