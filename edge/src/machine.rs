@@ -98,6 +98,8 @@ pub struct EdgeStats {
     pub sessions: u32,
     /// Sessions lost (timeout, I/O error, host restart).
     pub link_losses: u32,
+    /// Of those, sessions lost because nothing came from the host for the link timeout.
+    pub link_timeouts: u32,
     /// `Reject`s received.
     pub rejects: u32,
     /// Source errors (the frame in progress was abandoned).
@@ -490,6 +492,7 @@ where
             State::Session(s) => {
                 if now.saturating_sub(self.last_rx_us) >= self.config.link_timeout_us {
                     warn!("nothing from the host; link lost");
+                    self.stats.link_timeouts += 1;
                     self.lose_link(now);
                     return Ok(());
                 }

@@ -849,6 +849,7 @@ fn silence_ends_the_session_exactly_at_the_link_timeout() {
     step_at(&mut edge, &clock, &mut host, heard + timeout);
     assert_eq!(edge.phase(), Phase::Handshake);
     assert_eq!(edge.stats().link_losses, 1);
+    assert_eq!(edge.stats().link_timeouts, 1);
     // The Hello follows at the next step.
     step_at(&mut edge, &clock, &mut host, heard + timeout + 1);
     assert_eq!(host.hellos, hellos + 1);

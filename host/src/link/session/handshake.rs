@@ -20,13 +20,7 @@ impl Core {
             })
         };
         if hello.protocol_version != PROTOCOL_VERSION {
-            tracing::warn!(
-                edge = hello.protocol_version,
-                host = PROTOCOL_VERSION,
-                "the edge speaks another protocol version; refused"
-            );
-            self.stats.rejected += 1;
-            return self.send_control(&reject(RejectReason::UnsupportedVersion));
+            return self.refuse_version(now_us, hello.protocol_version);
         }
         let to_host = (hello.max_packet_tx as usize).min(self.config.max_packet_to_host);
         let to_edge = (hello.max_packet_rx as usize).min(self.config.max_packet_to_edge);
@@ -42,6 +36,7 @@ impl Core {
             self.stats.rejected += 1;
             return self.send_control(&reject(RejectReason::UnsupportedFormat));
         }
+        self.tell_previous_session(hello);
         // A Hello in a session means the edge restarted: the old session's partial frame is
         // lost.
         self.settle(|r, out| r.reset(&mut |o| out.push(o)));
@@ -87,5 +82,41 @@ impl Core {
             session_id,
             hello: Box::new(hello.clone()),
         });
+    }
+
+    /// Refuses a `Hello` of another protocol version, naming both in the log.
+    pub(super) fn refuse_version(&mut self, _now_us: u64, version: u16) {
+        tracing::warn!(
+            edge = version,
+            host = PROTOCOL_VERSION,
+            "the edge speaks protocol version {version}, this host version {PROTOCOL_VERSION}: \
+             refused (update the edge's firmware or the host)"
+        );
+        self.stats.rejected += 1;
+        self.send_control(&Message::Reject(Reject {
+            reason: RejectReason::UnsupportedVersion,
+            supported_min: PROTOCOL_VERSION,
+            supported_max: PROTOCOL_VERSION,
+        }));
+    }
+
+    /// The frames of the edge's previous session that vanished with its connection are
+    /// reported lost, once the edge says how far it had got (its `Hello`'s `previous`).
+    fn tell_previous_session(&mut self, hello: &Hello) {
+        let previous = self.previous.take();
+        let Some(told) = hello.previous else { return };
+        let current = self.conn.as_ref().and_then(|c| c.session.as_ref());
+        if current.is_some_and(|s| s.id == told.session_id) {
+            // The edge gave up on a session whose connection is still up (its liveness timer).
+            self.settle(|r, out| r.connection_lost(told.next_seq, &mut |o| out.push(o)));
+        } else if let Some((id, mut reassembler)) = previous
+            && id == told.session_id
+        {
+            let mut outcomes = Vec::new();
+            reassembler.connection_lost(told.next_seq, &mut |o| outcomes.push(o));
+            for o in outcomes {
+                self.deliver(o, id);
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ use dinoedge_proto::Message;
 use dinoedge_proto::clock::ClockSample;
 use dinoedge_proto::credit::grant_for;
 use dinoedge_proto::reassembly::Reassembler;
-use dinoedge_proto::wire::{self, Decoder, EncodeError};
+use dinoedge_proto::wire::{self, DecodeError, Decoder, EncodeError};
 
 use self::backlog::Backlog;
 use super::config::LinkConfig;
@@ -57,6 +57,9 @@ struct Core {
     encode_buf: Vec<u8>,
     consumer_room: usize,
     close: Option<String>,
+    /// The session of the connection that ended last, with its reassembler, until the edge's
+    /// next `Hello` says how far it had got in it.
+    previous: Option<(u32, Reassembler)>,
 }
 
 /// State of one connection.
@@ -100,6 +103,7 @@ impl LinkSession {
                 encode_buf,
                 consumer_room: 0,
                 close: None,
+                previous: None,
             },
         }
     }
@@ -160,9 +164,16 @@ impl LinkSession {
             return;
         }
         while let Some(outcome) = self.decoder.push(&mut bytes) {
-            if outcome.is_err() {
-                tracing::debug!("damaged packet");
-                continue;
+            match outcome {
+                Ok(_) => {}
+                Err(DecodeError::OtherVersionHello { version }) => {
+                    self.core.refuse_version(now_us, version);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "damaged packet");
+                    continue;
+                }
             }
             match self.decoder.message() {
                 Ok(msg) => self.core.on_message(now_us, &msg),
@@ -207,7 +218,11 @@ impl LinkSession {
             return;
         }
         core.settle(|r, out| r.flush(&mut |o| out.push(o)));
-        core.conn = None;
+        if let Some(conn) = core.conn.take()
+            && let Some(session) = conn.session
+        {
+            core.previous = Some((session.id, conn.reassembler));
+        }
         core.close = None;
         // Packets queued for a connection that is gone are not sent to the next one.
         core.transmit.clear();

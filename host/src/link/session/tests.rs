@@ -9,8 +9,8 @@ use dinoedge_proto::reassembly::LossReason;
 use dinoedge_proto::wire::{self, Decoder};
 use dinoedge_proto::{
     AlarmFlags, Capabilities, ErrorCode, FrameChunk, FrameEnd, FrameMeta, FrameStart, Heartbeat,
-    Hello, InferenceResult, Latency, Message, PROTOCOL_VERSION, PixelFormat, Pong, RejectReason,
-    Sensor, Version,
+    Hello, InferenceResult, Latency, Message, PROTOCOL_VERSION, PixelFormat, Pong, PreviousSession,
+    RejectReason, Sensor, Version,
 };
 
 use super::LinkSession;
@@ -175,6 +175,7 @@ fn hello(version: u16, tx: u32, rx: u32, width: u16, height: u16) -> Message<'st
         max_packet_tx: tx,
         max_packet_rx: rx,
         capabilities: Capabilities::default(),
+        previous: None,
     })
 }
 
@@ -620,4 +621,97 @@ fn bytes_in_any_pieces_give_the_same_frames() {
     }
     let events = pieces.events();
     assert!(matches!(events.as_slice(), [LinkEvent::Frame(f)] if f.frame.data == data));
+}
+
+/// A version 1 edge's `Hello` (PROTOCOL.md's golden bytes: the sample `Hello` without the
+/// `previous` field).
+const V1_HELLO_PACKET: &str = "01 11 01 07 55 53 2d 30 30 34 32 01 02 03 80 05 e0 03 0d b0 ea \
+                               01 80 20 80 08 0c 4f 6d ff 9e 00";
+
+#[test]
+fn a_version_1_edge_is_refused_by_name_not_counted_as_damage() {
+    let bytes: Vec<u8> = V1_HELLO_PACKET
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let mut host = Host::default();
+    host.link.on_bytes(0, &bytes);
+    assert_eq!(
+        host.sent(),
+        vec![Sent::Reject(RejectReason::UnsupportedVersion)]
+    );
+    let stats = host.link.stats();
+    assert_eq!((stats.rejected, stats.resyncs, stats.sessions), (1, 0, 0));
+}
+
+/// Frames 0 and 1 arrive, frame 2 is cut off with the connection; the edge had started frames
+/// up to 4 when it lost the link.
+fn session_cut_at_frame_2(host: &mut Host) {
+    host.open_session();
+    host.frame(0, 0);
+    host.frame(1, 0);
+    let data = vec![1u8; 64 * 48];
+    host.recv(&Message::FrameStart(start(2, 0, &data)));
+    host.link.on_disconnected(host.now, "cut");
+    host.link.on_connected(host.now);
+    host.events();
+}
+
+fn hello_after(previous: PreviousSession) -> Message<'static> {
+    let Message::Hello(mut h) = hello(PROTOCOL_VERSION, 4096, 1024, 64, 48) else {
+        unreachable!()
+    };
+    h.previous = Some(previous);
+    Message::Hello(h)
+}
+
+#[test]
+fn frames_that_vanished_with_a_connection_are_told_lost_once_the_edge_reconnects() {
+    let mut host = Host::default();
+    session_cut_at_frame_2(&mut host);
+    host.recv(&hello_after(PreviousSession {
+        session_id: SESSION,
+        next_seq: 5,
+    }));
+    let events = host.events();
+    let [
+        LinkEvent::Lost(loss),
+        LinkEvent::SessionStarted { session_id, .. },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*session_id, SESSION + 1);
+    assert_eq!(
+        (loss.seq, loss.reason),
+        (3, LossReason::ConnectionLost { count: 2 })
+    );
+    let stats = host.link.stats();
+    assert_eq!(stats.frames_lost.get("ConnectionLost"), Some(&2));
+    // 0 and 1 delivered, 2 lost with the connection's end, 3 and 4 told now: all 5 told once.
+    assert_eq!(stats.frames_received + stats.lost_total(), 5);
+}
+
+#[test]
+fn an_edge_that_names_another_session_or_none_gets_no_losses_made_up() {
+    for previous in [
+        Some(PreviousSession {
+            session_id: SESSION + 50,
+            next_seq: 5,
+        }),
+        None,
+    ] {
+        let mut host = Host::default();
+        session_cut_at_frame_2(&mut host);
+        match previous {
+            Some(p) => host.recv(&hello_after(p)),
+            None => host.recv(&hello(PROTOCOL_VERSION, 4096, 1024, 64, 48)),
+        }
+        let events = host.events();
+        assert!(
+            matches!(events.as_slice(), [LinkEvent::SessionStarted { .. }]),
+            "{events:?}"
+        );
+        assert_eq!(host.link.stats().frames_lost.get("ConnectionLost"), None);
+    }
 }
