@@ -213,7 +213,18 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             summary.truncated_tail
         );
     }
-    let clean = d.rejected() == 0 && summary.lost_total() == 0 && summary.truncated_tail == 0;
+    if d.other_version_hellos > 0 {
+        println!(
+            "Hellos of another protocol version (this dinoedge speaks {}): {}",
+            dinoedge::proto::PROTOCOL_VERSION,
+            d.other_version_hellos
+        );
+    }
+    // A Hello this host cannot parse is no damage, but the capture is not one it can use.
+    let clean = d.rejected() == 0
+        && d.other_version_hellos == 0
+        && summary.lost_total() == 0
+        && summary.truncated_tail == 0;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
