@@ -132,7 +132,7 @@ def images() -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     """Three small test images, from a fixed seed, and the output size each is checked at."""
     rng = np.random.default_rng(20261130)
     # A 160x120 colour scene: smooth gradients, a hard-edged disc, a thin grid and mild noise;
-    # downscaled 2.5x, 1.9x (antialiasing matters).
+    # downscaled 2.5x (antialiasing matters).
     h, w = 120, 160
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     scene = np.stack([xx / w * 255, yy / h * 255, 255 - (xx + yy) / (w + h) * 255], axis=-1)
@@ -143,7 +143,7 @@ def images() -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     # A 40x30 grey texture, upscaled (no antialiasing in play).
     small = ((np.mgrid[0:30, 0:40][1] * 7 + np.mgrid[0:30, 0:40][0] * 13) % 17 * 9 + 60).astype(np.float64)
     small = np.repeat(small[..., None], 3, axis=-1)
-    # A 150x100 noisy ultrasound-like fan on black, downscaled to a non-square size.
+    # A 100x150 (WxH) noisy ultrasound-like fan on black, downscaled 2.5x by 2.3x.
     h, w = 150, 100
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     r = np.hypot(xx - 50, yy + 10)
