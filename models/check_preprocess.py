@@ -3,13 +3,13 @@
 
 Run by hand (not in CI), from the repository root, after `cargo build --release`:
 
-    /tmp/refenv/bin/pip install torchvision   # the processor's backend
     /tmp/refenv/bin/python models/check_preprocess.py IMAGE... [--size 224x224]
 
 Both resize the RGB image to the model size with antialiased bilinear filtering and normalise
 with the ImageNet mean and std. The difference is reported in pixel units (normalised values
 times std, so 1/255 is one grey level): the mean absolute difference over all values and images,
-and the largest single difference.
+and the largest single difference. The same comparison on small committed images runs in the
+test suite: `host/tests/references.rs`, fixtures from `models/make_reference_fixtures.py`.
 """
 
 import argparse
