@@ -19,6 +19,7 @@ use super::stats::Stamps;
 use crate::preprocess::Rect;
 
 /// A frame between stages.
+#[derive(Debug)]
 pub struct Job {
     /// The frame.
     pub frame: Box<Frame>,
@@ -167,3 +168,6 @@ impl Drop for AbortOnPanic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
