@@ -9,8 +9,11 @@ use std::time::Duration;
 use dinoedge::import::{ImportConfig, SourceFrame, import};
 use dinoedge::link::{Connection, LinkConfig, Source};
 use dinoedge::proto::wire::{self, Decoder};
-use dinoedge::proto::{Credit, Message, PROTOCOL_VERSION, PixelFormat, Welcome};
-use dinoedge::recording::{Gating, Pace, RecordingWriter, ReplaySource};
+use dinoedge::proto::{
+    Capabilities, Credit, FrameChunk, FrameEnd, FrameMeta, FrameStart, Hello, Message,
+    PROTOCOL_VERSION, PixelFormat, Sensor, Version, Welcome,
+};
+use dinoedge::recording::{Gating, Pace, RecordKind, RecordingWriter, ReplaySource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `n` 32x24 Gray8 frames as an edge would have sent them.
@@ -207,4 +210,95 @@ fn a_file_that_is_no_recording_is_refused_before_anything_runs() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("not.rec"), "{err}");
+}
+
+/// A recording whose frames 1 to 5 are missing whole (their records lost to damage), more
+/// than the credit window the host grants beyond its next untold frame.
+fn recording_with_a_gap(dir: &Path) -> PathBuf {
+    let path = dir.join("gap.rec");
+    let mut w = RecordingWriter::create(&path).unwrap();
+    w.write_at(RecordKind::Connected, 0, b"test").unwrap();
+    let mut t = 0;
+    let mut send = |w: &mut RecordingWriter, msg: &Message<'_>| {
+        let mut buf = vec![0u8; 4096];
+        t += 1000;
+        w.write_at(
+            RecordKind::EdgeToHost,
+            t,
+            wire::encode(msg, &mut buf).unwrap(),
+        )
+        .unwrap();
+    };
+    send(
+        &mut w,
+        &Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            device_id: heapless::String::try_from("gap").unwrap(),
+            firmware_version: Version {
+                major: 1,
+                minor: 0,
+                patch: 0,
+            },
+            sensor: Sensor {
+                width: 8,
+                height: 8,
+                format: PixelFormat::Gray8,
+                fps_milli: 30_000,
+            },
+            max_packet_tx: 1024,
+            max_packet_rx: 1024,
+            capabilities: Capabilities::default(),
+            previous: None,
+        }),
+    );
+    let data = [7u8; 64];
+    for seq in [0, 6, 7] {
+        send(
+            &mut w,
+            &Message::FrameStart(FrameStart {
+                seq,
+                capture_us: 0,
+                width: 8,
+                height: 8,
+                format: PixelFormat::Gray8,
+                total_len: 64,
+                frame_crc: None,
+                dropped_at_source: 0,
+                meta: FrameMeta::default(),
+            }),
+        );
+        send(
+            &mut w,
+            &Message::FrameChunk(FrameChunk {
+                seq,
+                offset: 0,
+                data: &data,
+            }),
+        );
+        send(
+            &mut w,
+            &Message::FrameEnd(FrameEnd {
+                seq,
+                frame_crc: wire::crc32(&data),
+            }),
+        );
+    }
+    w.finish().unwrap();
+    path
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_in_a_damaged_recording_does_not_hold_the_next_frame_for_ever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = recording_with_a_gap(tmp.path());
+    let mut source =
+        ReplaySource::start(&path, Pace::MaxSpeed, Gating::WaitForCredit, None).unwrap();
+    let mut feed = Reader::new(source.open().await.unwrap().unwrap());
+    assert_eq!(feed.next().await, Some(Fed::Hello));
+    // Two frames of credit: 0, then the frame after the gap (the host learns of the gap
+    // from it); 7 waits for credit beyond it.
+    feed.send(&welcome(2)).await;
+    assert_eq!(feed.frames_until_blocked().await, (vec![0, 6], false));
+    feed.send(&Message::Credit(Credit { until_seq: 8 })).await;
+    assert_eq!(feed.frames_until_blocked().await, (vec![7], true));
 }

@@ -165,8 +165,11 @@ async fn serve(
     if live {
         eprintln!();
     }
-    // Frames still queued are part of the run.
+    // Frames still queued are part of the run: they are taken (and counted by the link as
+    // received) while it winds down, so that it never waits on a consumer that stopped reading.
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let stats = link.finish().await.context("the link task failed")?;
+    drain.await.context("draining the link's events")?;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
         "{:.1} s, {:.1} frames/s, {:.2} MB/s of frame data",

@@ -20,6 +20,9 @@ const RESULT_QUEUE: usize = 64;
 /// Bytes asked of the transport per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Reads taken at most, without waiting, before the timers run on a tick.
+const STALL_READS: usize = 16;
+
 /// How long a write may wait when the link has no liveness timeout of its own.
 const DEFAULT_WRITE_LIMIT: Duration = Duration::from_secs(3);
 
@@ -223,25 +226,33 @@ impl Runner {
         loop {
             self.deliver();
             let ended = tokio::select! {
-                read = read.read(&mut buf) => match read {
-                    Ok(0) => Some(self.session.end_of_stream_reason()),
-                    Ok(n) => {
-                        let now = self.now_us();
-                        self.session.on_bytes(now, buf.get(..n).unwrap_or_default());
-                        None
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
-                    Err(e) => Some(format!("read error: {e}")),
-                },
+                read = read.read(&mut buf) => self.took(read, &buf),
                 _ = tick.tick() => {
+                    // Bytes that arrived while this runner could not run (a busy machine)
+                    // are taken before the timers: a frame whose bytes are here must not time
+                    // out for want of reading them.
+                    let mut ended = None;
+                    for _ in 0..STALL_READS {
+                        match tokio::time::timeout(Duration::ZERO, read.read(&mut buf)).await {
+                            Ok(read) => {
+                                ended = self.took(read, &buf);
+                                if ended.is_some() {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.refresh_room();
                     let now = self.now_us();
                     self.session.on_tick(now);
                     self.stats.send_replace(self.session.stats());
-                    None
+                    ended
                 }
                 result = next_result(&mut self.results) => {
                     match result {
                         Some(result) => {
+                            self.refresh_room();
                             let now = self.now_us();
                             self.session.on_result(now, &result);
                         }
@@ -266,6 +277,26 @@ impl Runner {
                 return reason;
             }
         }
+    }
+
+    /// Takes what a read gave; `Some` when the connection ended, and why.
+    fn took(&mut self, read: std::io::Result<usize>, buf: &[u8]) -> Option<String> {
+        match read {
+            Ok(0) => Some(self.session.end_of_stream_reason()),
+            Ok(n) => {
+                self.refresh_room();
+                let now = self.now_us();
+                self.session.on_bytes(now, buf.get(..n).unwrap_or_default());
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+            Err(e) => Some(format!("read error: {e}")),
+        }
+    }
+
+    /// Tells the session the consumer's room as it is now: credit is granted from it.
+    fn refresh_room(&mut self) {
+        self.session.set_consumer_room(self.events.capacity());
     }
 
     /// Hands the consumer what it has room for, and tells the session how much room is left.

@@ -315,9 +315,10 @@ pub fn run(
             panicked.get_or_insert(name);
         }
     }
-    let link_stats = runtime
+    let mut link_stats = runtime
         .block_on(link_handle.finish())
         .map_err(|e| PipelineError::Runtime(format!("the link task failed: {e}")))?;
+    link_stats.results_stale += totals.results_after_link_end;
     if let Some(name) = panicked {
         return Err(PipelineError::Runtime(format!(
             "the {name} thread panicked"

@@ -132,6 +132,17 @@ impl ReplaySource {
     }
 }
 
+impl Drop for ReplaySource {
+    /// A connection the link never opened is closed too, so that the player waiting on its
+    /// credit ends (and reports how the replay ended) instead of waiting for ever.
+    fn drop(&mut self) {
+        self.connections.close();
+        while let Ok((_, gate)) = self.connections.try_recv() {
+            gate.update(|s| s.closed = true);
+        }
+    }
+}
+
 impl Source for ReplaySource {
     fn open(&mut self) -> OpenFuture<'_> {
         Box::pin(async move {
@@ -173,6 +184,8 @@ struct GateState {
     hello_pending: bool,
     /// The host dropped the connection: nothing more will be granted.
     closed: bool,
+    /// The sequence number that follows the last frame fed in this session.
+    next_seq: u32,
 }
 
 /// The credit the host granted, shared between the connection's write half (which reads the
@@ -201,12 +214,15 @@ impl CreditGate {
         }
     }
 
-    /// Waits until the frame `seq` may start, or the connection is gone.
-    async fn wait_for_frame(&self, seq: u32) {
+    /// Waits until the next frame may start, or the connection is gone. The next frame is
+    /// counted from what the replay fed, not from the recorded sequence number: after a gap
+    /// in a damaged recording the host cannot grant credit for a frame it has not heard of,
+    /// and learns of the gap from the very `FrameStart` that waits.
+    async fn wait_for_frame(&self) {
         loop {
             let changed = self.changed.notified();
             let ready = self.read(|s| {
-                s.closed || (!s.hello_pending && s.window.is_none_or(|w| w.may_start(seq)))
+                s.closed || (!s.hello_pending && s.window.is_none_or(|w| w.may_start(s.next_seq)))
             });
             if ready {
                 return;
@@ -247,6 +263,7 @@ impl AsyncWrite for CreditSink {
                 Ok(Message::Welcome(w)) => this.gate.update(|s| {
                     s.window = Some(CreditWindow::new(w.initial_credits));
                     s.hello_pending = false;
+                    s.next_seq = 0;
                 }),
                 Ok(Message::Reject(_)) => this.gate.update(|s| {
                     s.window = None;
@@ -390,6 +407,12 @@ impl Player<'_> {
         while !rest.is_empty() {
             let Some(end) = memchr::memchr(wire::DELIMITER, rest) else {
                 feeding.partial.extend_from_slice(rest);
+                // No packet is this long: bytes without a delimiter are passed on as they are
+                // (the link counts them as damage) instead of being held without bound.
+                if feeding.partial.len() > wire::max_wire_len(MAX_PACKET) {
+                    let junk = std::mem::take(&mut feeding.partial);
+                    return feeding.stream.write_all(&junk).await.is_ok();
+                }
                 return true;
             };
             let (head, tail) = rest.split_at(end + 1);
@@ -405,7 +428,9 @@ impl Player<'_> {
                             s.hello_pending = true;
                         }),
                         Ok(Message::FrameStart(start)) => {
-                            feeding.gate.wait_for_frame(start.seq).await;
+                            feeding.gate.wait_for_frame().await;
+                            let next = start.seq.wrapping_add(1);
+                            feeding.gate.update(|s| s.next_seq = next);
                         }
                         _ => {}
                     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{Cancel, Clock, Counters};
-use crate::link::{LinkStats, ResultSender};
+use crate::link::{LinkStats, ResultRefused, ResultSender};
 use crate::pipeline::analyze::Models;
 use crate::pipeline::record::FrameRecord;
 use crate::pipeline::stats::{Percentiles, PipelineReport, ProcessUsage, micros_histogram};
@@ -51,6 +51,8 @@ pub struct OutputTotals {
     pub elapsed_s: f64,
     /// CPU and memory at the start and at the end.
     pub usage: (ProcessUsage, ProcessUsage),
+    /// Results that found the link ended: stale, like those the link itself could not send.
+    pub results_after_link_end: u64,
 }
 
 impl Output<'_> {
@@ -76,6 +78,7 @@ impl Output<'_> {
         let mut last_tick = started;
         let mut last_rss: Option<Instant> = None;
         let mut processed_at_tick = 0u64;
+        let mut results_after_link_end = 0u64;
         loop {
             if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 self.cancel.stop();
@@ -88,8 +91,12 @@ impl Output<'_> {
                     let outgoing = record.wire_result(self.models, self.config);
                     // The link takes results as fast as it writes; one it has no room for (a
                     // stalled link) is counted rather than waited for.
-                    if self.results.send(outgoing).is_err() {
-                        report.results_not_queued += 1;
+                    match self.results.send(outgoing) {
+                        Ok(()) => {}
+                        Err(ResultRefused::Full) => report.results_not_queued += 1,
+                        // The link has ended (a replay played out): the result answers a
+                        // session that is over, as the link counts its own.
+                        Err(ResultRefused::Stopped) => results_after_link_end += 1,
                     }
                     match record.failure() {
                         Some(f) => *failed.entry(f.counter()).or_default() += 1,
@@ -164,6 +171,7 @@ impl Output<'_> {
             report,
             elapsed_s,
             usage: (usage_start, ProcessUsage::now()),
+            results_after_link_end,
         }
     }
 }
