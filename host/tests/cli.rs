@@ -201,3 +201,25 @@ fn model_init_export_features_and_bench_model() {
     assert!(err.contains("/nonexistent/x.npy"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn doctor_reports_the_machine_and_the_engine_auto_picks() {
+    let (code, out, err) = dinoedge(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["cores"].as_u64().unwrap() >= 1);
+    // This build has only the CPU engine; the GPU engines are named with why they were not
+    // taken, whatever the machine has.
+    assert_eq!(report["engine_auto"]["engine"], "cpu");
+    let not_taken: Vec<&str> = report["engine_auto"]["not_taken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[0].as_str().unwrap())
+        .collect();
+    assert_eq!(not_taken, vec!["tensorrt", "cuda"]);
+    let (code, out, _) = dinoedge(&["doctor"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("auto picks cpu"), "{out}");
+    assert!(out.contains("The default pipeline runs here."), "{out}");
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_model;
+mod doctor;
 mod features;
 mod import;
 mod link;
@@ -59,6 +60,10 @@ enum Command {
     /// losses, time per stage, CPU and memory (table, JSON, PNG plot); accuracy or Dice with
     /// labels. Without a file: the echo cine shipped with dinoedge.
     Bench(bench::BenchArgs),
+    /// What this machine offers (CPU, GPU, CUDA and TensorRT libraries, Jetson release and
+    /// power mode, serial devices) and which engine `auto` picks, and why. Exit 0 when the
+    /// default pipeline can run.
+    Doctor(doctor::DoctorArgs),
     /// Print the protocol and software versions.
     Version,
 }
@@ -87,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(args),
         Command::Replay(args) => run::run(args.into()),
         Command::Bench(args) => bench::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

@@ -1,0 +1,248 @@
+//! What this machine offers dinoedge and what dinoedge will do with it: the CPU, the NVIDIA
+//! driver and GPU, which CUDA libraries and toolkit headers are present (found by looking for
+//! their files, never by loading them, so a machine without CUDA cannot crash it), the Jetson
+//! release and power mode, serial devices, and the engine `auto` picks, with why.
+
+mod probe;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use probe::{parse_ldconfig, parse_nv_tegra_release, parse_nvidia_smi};
+
+/// One library dinoedge may use, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Library {
+    /// What it is for.
+    pub name: &'static str,
+    /// The file names looked for, in order of preference.
+    pub sonames: Vec<&'static str>,
+    /// Where the first of them was found, if anywhere.
+    pub found: Option<PathBuf>,
+}
+
+/// The GPU as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gpu {
+    /// Its name.
+    pub name: String,
+    /// Compute capability, e.g. "8.7".
+    pub compute_capability: String,
+    /// Memory, MiB.
+    pub memory_mib: Option<u64>,
+    /// The driver's version.
+    pub driver_version: String,
+}
+
+/// A Jetson's identity and power mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Jetson {
+    /// The board, from the device tree.
+    pub model: Option<String>,
+    /// The L4T release, e.g. "R36 (release), REVISION: 4.3".
+    pub l4t: String,
+    /// The power mode as `nvpmodel -q` says it, if it could be asked.
+    pub power_mode: Option<String>,
+}
+
+/// A serial device and whether this user may open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SerialDevice {
+    /// Its path.
+    pub path: PathBuf,
+    /// Whether this user may read and write it.
+    pub accessible: bool,
+}
+
+/// The engine `auto` picks, and why each other one was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineChoice {
+    /// The engine taken.
+    pub engine: &'static str,
+    /// Why it was taken.
+    pub reason: String,
+    /// Engines not taken, each with why.
+    pub not_taken: Vec<(&'static str, String)>,
+}
+
+/// Everything `doctor` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The CPU's model name.
+    pub cpu_model: String,
+    /// Logical cores available to this process.
+    pub cores: usize,
+    /// The SIMD features the CPU offers that tract's kernels use.
+    pub simd: Vec<&'static str>,
+    /// The machine's architecture.
+    pub arch: &'static str,
+    /// The GPU, where a driver answered.
+    pub gpu: Option<Gpu>,
+    /// Why no GPU is reported, where none is.
+    pub gpu_missing: Option<String>,
+    /// CUDA and TensorRT libraries.
+    pub libraries: Vec<Library>,
+    /// The CUDA toolkit headers tract-cuda compiles its kernels against, where found.
+    pub cuda_headers: Option<PathBuf>,
+    /// The Jetson, where this is one.
+    pub jetson: Option<Jetson>,
+    /// Serial devices.
+    pub serial: Vec<SerialDevice>,
+    /// What `--engine auto` does.
+    pub engine_auto: EngineChoice,
+    /// Whether the default pipeline can run here.
+    pub default_pipeline_runs: bool,
+}
+
+impl Report {
+    /// Looks at this machine.
+    pub fn gather() -> Report {
+        let libraries = probe::libraries();
+        let (gpu, gpu_missing) = match probe::gpu() {
+            Ok(gpu) => (Some(gpu), None),
+            Err(why) => (None, Some(why)),
+        };
+        let engine_auto = choose_engine(&libraries, gpu.as_ref());
+        Report {
+            cpu_model: probe::cpu_model(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            simd: probe::simd(),
+            arch: std::env::consts::ARCH,
+            gpu,
+            gpu_missing,
+            libraries,
+            cuda_headers: probe::cuda_headers(),
+            jetson: probe::jetson(),
+            serial: probe::serial_devices(),
+            // The CPU engine needs nothing from the machine.
+            default_pipeline_runs: true,
+            engine_auto,
+        }
+    }
+}
+
+/// `auto`'s fixed order: a gated TensorRT engine, then CUDA, then the CPU. This build has only
+/// the CPU engine, so the GPU engines are reported as not taken, with what the machine lacks
+/// for them besides.
+pub fn choose_engine(libraries: &[Library], gpu: Option<&Gpu>) -> EngineChoice {
+    let missing = |names: &[&'static str]| -> Vec<&'static str> {
+        names
+            .iter()
+            .filter(|n| {
+                libraries
+                    .iter()
+                    .find(|l| l.name == **n)
+                    .is_none_or(|l| l.found.is_none())
+            })
+            .copied()
+            .collect()
+    };
+    let why = |names: &[&'static str]| {
+        let mut parts = vec!["not in this build (the GPU engines are not written yet)".to_owned()];
+        if gpu.is_none() {
+            parts.push("no NVIDIA GPU answered".to_owned());
+        }
+        let lacking = missing(names);
+        if !lacking.is_empty() {
+            parts.push(format!("missing: {}", lacking.join(", ")));
+        }
+        parts.join("; ")
+    };
+    EngineChoice {
+        engine: "cpu",
+        reason: "tract on the CPU runs everywhere".to_owned(),
+        not_taken: vec![
+            ("tensorrt", why(&["CUDA driver", "TensorRT"])),
+            (
+                "cuda",
+                why(&["CUDA driver", "CUDA runtime", "NVRTC", "cuBLAS"]),
+            ),
+        ],
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let simd = if self.simd.is_empty() {
+            "none".to_owned()
+        } else {
+            self.simd.join(" ")
+        };
+        writeln!(
+            f,
+            "CPU      {} ({}, {} cores; SIMD: {simd})",
+            self.cpu_model, self.arch, self.cores
+        )?;
+        match (&self.gpu, &self.gpu_missing) {
+            (Some(g), _) => writeln!(
+                f,
+                "GPU      {} (compute capability {}, {} MiB, driver {})",
+                g.name,
+                g.compute_capability,
+                g.memory_mib.map_or("?".to_owned(), |m| m.to_string()),
+                g.driver_version
+            )?,
+            (None, why) => writeln!(f, "GPU      none ({})", why.as_deref().unwrap_or("unknown"))?,
+        }
+        for lib in &self.libraries {
+            match &lib.found {
+                Some(p) => writeln!(f, "  {:<14} {}", lib.name, p.display())?,
+                None => writeln!(
+                    f,
+                    "  {:<14} not found ({})",
+                    lib.name,
+                    lib.sonames.join(", ")
+                )?,
+            }
+        }
+        match &self.cuda_headers {
+            Some(p) => writeln!(f, "  {:<14} {}", "CUDA headers", p.display())?,
+            None => writeln!(f, "  {:<14} not found (cuda_fp16.h)", "CUDA headers")?,
+        }
+        if let Some(j) = &self.jetson {
+            writeln!(
+                f,
+                "Jetson   {} | L4T {} | power mode {}",
+                j.model.as_deref().unwrap_or("unknown board"),
+                j.l4t,
+                j.power_mode.as_deref().unwrap_or("unknown")
+            )?;
+        }
+        if self.serial.is_empty() {
+            writeln!(f, "Serial   no devices")?;
+        }
+        for s in &self.serial {
+            writeln!(
+                f,
+                "Serial   {} ({})",
+                s.path.display(),
+                if s.accessible {
+                    "can open"
+                } else {
+                    "no permission: add this user to the dialout group"
+                }
+            )?;
+        }
+        writeln!(
+            f,
+            "Engine   auto picks {}: {}",
+            self.engine_auto.engine, self.engine_auto.reason
+        )?;
+        for (engine, why) in &self.engine_auto.not_taken {
+            writeln!(f, "         not {engine}: {why}")?;
+        }
+        write!(
+            f,
+            "The default pipeline {}",
+            if self.default_pipeline_runs {
+                "runs here."
+            } else {
+                "cannot run here."
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
