@@ -22,18 +22,27 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def time_model(model, x, runs: int, warmup: int) -> list:
+    """Milliseconds per run, sorted: CUDA events on the GPU, the wall clock on the CPU."""
+    cuda = x.is_cuda
     with torch.inference_mode():
         for _ in range(warmup):
             model(pixel_values=x)
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         times = []
         for _ in range(runs):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(pixel_values=x)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+            if cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(pixel_values=x)
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                model(pixel_values=x)
+                times.append((time.perf_counter() - t0) * 1000.0)
     return sorted(times)
 
 
@@ -44,11 +53,12 @@ def main() -> int:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu to try the script without a GPU")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA device visible to PyTorch"}))
         return 2
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     fp32 = DINOv3ViTModel.from_pretrained(args.model, attn_implementation="eager").eval().to(device)
     fp16 = DINOv3ViTModel.from_pretrained(args.model, attn_implementation="eager").eval().to(device).half()
     gen = torch.Generator().manual_seed(0)
@@ -70,7 +80,7 @@ def main() -> int:
                     "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
                     "runs": len(times),
                     "wall_s": time.perf_counter() - t0,
-                    "device": torch.cuda.get_device_name(0),
+                    "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
                     "torch": torch.__version__,
                 }
                 if dtype == "fp16":
