@@ -598,9 +598,14 @@ where
                 frame_crc: sending.crc.value(),
             });
             s.sending = None;
-            s.frames_sent += 1;
+            // Counted once its end is handed to the link: a frame whose end could not be
+            // written was not sent.
+            self.send(&end, max)?;
+            if let State::Session(s) = &mut self.state {
+                s.frames_sent += 1;
+            }
             self.stats.frames_sent += 1;
-            return self.send(&end, max);
+            return Ok(());
         }
         let room = wire::chunk_capacity(max).min(self.chunk.len());
         let want = ((sending.total - sending.offset) as usize).min(room);
