@@ -12,29 +12,20 @@ use crate::link::event::LinkEvent;
 impl Core {
     /// Answers a `Hello`: a new session, or a `Reject`.
     pub(super) fn welcome(&mut self, now_us: u64, hello: &Hello) {
-        let reject = |reason| {
-            Message::Reject(Reject {
-                reason,
-                supported_min: PROTOCOL_VERSION,
-                supported_max: PROTOCOL_VERSION,
-            })
-        };
         if hello.protocol_version != PROTOCOL_VERSION {
             return self.refuse_version(now_us, hello.protocol_version);
         }
         let to_host = (hello.max_packet_tx as usize).min(self.config.max_packet_to_host);
         let to_edge = (hello.max_packet_rx as usize).min(self.config.max_packet_to_edge);
         if to_host < MIN_PACKET || to_edge < MIN_PACKET {
-            self.stats.rejected += 1;
-            return self.send_control(&reject(RejectReason::PacketTooSmall));
+            return self.reject(RejectReason::PacketTooSmall);
         }
         let implied = hello
             .sensor
             .format
             .frame_len(hello.sensor.width, hello.sensor.height);
         if implied.is_none_or(|len| len > self.config.reassembly.max_frame_len) {
-            self.stats.rejected += 1;
-            return self.send_control(&reject(RejectReason::UnsupportedFormat));
+            return self.reject(RejectReason::UnsupportedFormat);
         }
         self.tell_previous_session(hello);
         // A Hello in a session means the edge restarted: the old session's partial frame is
@@ -42,10 +33,7 @@ impl Core {
         self.settle(|r, out| r.reset(&mut |o| out.push(o)));
         let session_id = self.next_session_id;
         self.next_session_id = self.next_session_id.wrapping_add(1).max(1);
-        let room = self.consumer_room.saturating_sub(self.backlog.len());
-        let credits = u32::try_from(room)
-            .unwrap_or(u32::MAX)
-            .min(self.config.credit_window);
+        let credits = self.credit_room();
         let reassembly = ReassemblerConfig {
             max_chunk_len: wire::chunk_capacity(to_host) as u32,
             ..self.config.reassembly
@@ -92,9 +80,14 @@ impl Core {
             "the edge speaks protocol version {version}, this host version {PROTOCOL_VERSION}: \
              refused (update the edge's firmware or the host)"
         );
+        self.reject(RejectReason::UnsupportedVersion);
+    }
+
+    /// Refuses a `Hello` for `reason`, and counts it.
+    fn reject(&mut self, reason: RejectReason) {
         self.stats.rejected += 1;
         self.send_control(&Message::Reject(Reject {
-            reason: RejectReason::UnsupportedVersion,
+            reason,
             supported_min: PROTOCOL_VERSION,
             supported_max: PROTOCOL_VERSION,
         }));

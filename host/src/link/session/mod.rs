@@ -297,14 +297,22 @@ impl Core {
         }
     }
 
-    /// The credit bound: the consumer's free room, up to the window, beyond the next frame
-    /// not yet told.
-    fn credit(&self, reassembler: &Reassembler) -> Message<'static> {
+    /// Frames the edge may have in flight: the consumer's free room (less what already waits
+    /// for it), up to the credit window.
+    fn credit_room(&self) -> u32 {
         let free = self.consumer_room.saturating_sub(self.backlog.len());
-        let room = u32::try_from(free)
+        u32::try_from(free)
             .unwrap_or(u32::MAX)
-            .min(self.config.credit_window);
-        Message::Credit(grant_for(reassembler.next_untold().unwrap_or(0), room))
+            .min(self.config.credit_window)
+    }
+
+    /// The credit bound: [`credit_room`](Self::credit_room) beyond the next frame not yet
+    /// told.
+    fn credit(&self, reassembler: &Reassembler) -> Message<'static> {
+        Message::Credit(grant_for(
+            reassembler.next_untold().unwrap_or(0),
+            self.credit_room(),
+        ))
     }
 
     fn send_credit(&mut self, now_us: u64) {

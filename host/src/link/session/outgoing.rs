@@ -69,22 +69,16 @@ impl Core {
             height: *height,
             runs,
         });
-        match self.send(&Message::Result(msg.clone())) {
-            Ok(()) => {}
-            Err(_) if msg.mask.is_some() => {
-                msg.mask = None;
-                self.stats.results_mask_left_out += 1;
-                if let Err(e) = self.send(&Message::Result(msg)) {
-                    tracing::error!(error = %e, "a result does not fit the link");
-                    self.stats.results_stale += 1;
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a result does not fit the link");
-                self.stats.results_stale += 1;
-                return;
-            }
+        let mut sent = self.send(&Message::Result(msg.clone()));
+        if sent.is_err() && msg.mask.is_some() {
+            msg.mask = None;
+            self.stats.results_mask_left_out += 1;
+            sent = self.send(&Message::Result(msg));
+        }
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "a result does not fit the link");
+            self.stats.results_stale += 1;
+            return;
         }
         if let Some(session) = self.conn.as_mut().and_then(|c| c.session.as_mut()) {
             session.results_sent = session.results_sent.wrapping_add(1);
