@@ -308,11 +308,16 @@ impl Runner {
             }
         }
         if self.events.is_closed() {
-            while let Some(event) = self.session.poll_event() {
-                self.session.on_unheard(&event);
-            }
+            self.count_unheard();
         }
-        self.session.set_consumer_room(self.events.capacity());
+        self.refresh_room();
+    }
+
+    /// The consumer stopped listening: what the session still holds is counted, not handed on.
+    fn count_unheard(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            self.session.on_unheard(&event);
+        }
     }
 
     /// Counts what can no longer be sent, and hands on what the consumer has not taken yet,
@@ -329,9 +334,7 @@ impl Runner {
         while let Some(event) = self.session.poll_event() {
             if let Err(mpsc::error::SendError(event)) = self.events.send(event).await {
                 self.session.on_unheard(&event);
-                while let Some(event) = self.session.poll_event() {
-                    self.session.on_unheard(&event);
-                }
+                self.count_unheard();
             }
         }
         let stats = self.session.stats();
