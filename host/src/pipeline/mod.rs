@@ -268,7 +268,6 @@ pub fn run(
             roi: config.roi,
             ..PreprocessConfig::new(models.backbone.size())
         }),
-        roi: config.roi,
         counters: counters.clone(),
         clock,
         cancel: cancel.clone(),

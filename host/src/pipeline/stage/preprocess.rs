@@ -6,7 +6,7 @@ use std::sync::mpsc::SyncSender;
 use super::{AbortOnPanic, Cancel, Clock, Counters, DropReason, Job};
 use crate::pipeline::handoff::Handoff;
 use crate::pipeline::record::{FrameFailure, FrameOutcome, FrameRecord};
-use crate::preprocess::{FrameRef, Preprocessor, Roi};
+use crate::preprocess::{FrameRef, Preprocessor};
 
 /// The preprocessing stage.
 pub struct Preprocess {
@@ -16,10 +16,9 @@ pub struct Preprocess {
     pub next: Arc<Handoff<Job>>,
     /// Frames that failed go straight to the output stage.
     pub failed: SyncSender<FrameRecord>,
-    /// The preprocessor (size, region of interest, normalisation).
+    /// The preprocessor (size, region of interest, normalisation); its region of interest
+    /// gives the crop the model sees.
     pub preprocessor: Preprocessor,
-    /// The region of interest, for the crop the model sees.
-    pub roi: Option<Roi>,
     /// Shared counters.
     pub counters: Arc<Counters>,
     /// The clock.
@@ -41,7 +40,8 @@ impl Preprocess {
                 height: u32::from(start.height),
                 data: &job.frame.data,
             };
-            if let Some(rect) = self.roi.and_then(|r| r.bounds(frame.width, frame.height)) {
+            let roi = self.preprocessor.config().roi;
+            if let Some(rect) = roi.and_then(|r| r.bounds(frame.width, frame.height)) {
                 job.crop = rect;
             }
             match self.preprocessor.run(frame) {

@@ -141,7 +141,6 @@ fn preprocess_hands_good_frames_on_and_fails_a_bad_one_by_itself() {
         next: next.clone(),
         failed: failed_tx,
         preprocessor: Preprocessor::new(PreprocessConfig::new(InputSize::new(16, 16))),
-        roi: None,
         counters,
         clock: Clock::new(Instant::now()),
         cancel,
