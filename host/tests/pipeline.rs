@@ -2,17 +2,19 @@
 //! offline, exact drop accounting live, damaged and cut recordings, mismatched heads.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use common::{gray_frame, write_recording};
 use dinoedge::backbone::{InputSize, ModelDir};
 use dinoedge::heads::{BackboneId, HeadFiles, HeadInput, HeadSpec, Task};
-use dinoedge::import::{ImportConfig, SourceFrame, import};
+use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{
     self, HeadOutput, Input, Models, ModelsError, PipelineConfig, PipelineReport, Policy,
 };
-use dinoedge::proto::PixelFormat;
-use dinoedge::recording::{Pace, RecordingWriter};
+use dinoedge::recording::Pace;
 use ndarray::{Array1, Array2};
 
 /// A fresh temporary folder for one test: everything the test writes goes under it, so that
@@ -30,33 +32,17 @@ fn fixture() -> (ModelDir, PathBuf) {
 fn frames(n: u32) -> Vec<SourceFrame> {
     (0..n)
         .map(|i| {
-            let (w, h) = if i < n / 2 { (64u16, 48u16) } else { (80, 60) };
-            let data = (0..u32::from(w) * u32::from(h))
-                .map(|p| ((p * 7 + i * 13) % 251) as u8)
-                .collect();
-            SourceFrame {
-                width: w,
-                height: h,
-                format: PixelFormat::Gray8,
-                data,
-                label: None,
+            if i < n / 2 {
+                gray_frame(64, 48, i)
+            } else {
+                gray_frame(80, 60, i)
             }
         })
         .collect()
 }
 
 fn recording(dir: &Path, name: &str, n: u32) -> PathBuf {
-    let path = dir.join(name);
-    let mut w = RecordingWriter::create(&path).unwrap();
-    let config = ImportConfig {
-        fps: 200.0,
-        packet: 2048,
-        ..ImportConfig::default()
-    };
-    let report = import(frames(n).into_iter().map(Ok), "test", &config, &mut w).unwrap();
-    assert_eq!(report.frames, n);
-    w.finish().unwrap();
-    path
+    write_recording(&dir.join(name), frames(n))
 }
 
 fn head(dir: &Path, model: &ModelDir, task: Task, classes: usize) -> PathBuf {

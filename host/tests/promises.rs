@@ -12,7 +12,7 @@
 )]
 
 mod common;
-use common::{dinoedge, dinoedge_in, fixture_model, read_json, s};
+use common::{dinoedge, dinoedge_in, fixture_model, gray_frame, read_json, s, write_recording};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 
 use dinoedge::backbone::{InputSize, ModelDir};
 use dinoedge::heads::{HeadFiles, Task};
-use dinoedge::import::{ImportConfig, SourceFrame, import};
+use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{self, FrameFailure, Input, Models, PipelineConfig, Policy};
 use dinoedge::preprocess::{IMAGENET_MEAN, IMAGENET_STD, Roi};
 use dinoedge::proto::{AlarmFlags, PixelFormat};
@@ -39,20 +39,6 @@ fn class_names(n: usize) -> Vec<String> {
     (0..n).map(|c| format!("c{c}")).collect()
 }
 
-/// A `w` x `h` Gray8 frame with a texture that differs with `seed`.
-fn gray(w: u16, h: u16, seed: u32) -> SourceFrame {
-    let data = (0..u32::from(w) * u32::from(h))
-        .map(|p| ((p * 7 + seed * 13) % 251) as u8)
-        .collect();
-    SourceFrame {
-        width: w,
-        height: h,
-        format: PixelFormat::Gray8,
-        data,
-        label: None,
-    }
-}
-
 /// A frame the link carries intact (its declared length, 0 bytes, fits its size) but that
 /// cannot be preprocessed: it has no columns.
 fn frame_without_pixels() -> SourceFrame {
@@ -65,21 +51,6 @@ fn frame_without_pixels() -> SourceFrame {
     }
 }
 
-/// `frames` as an edge would have sent them, in 2 KiB packets.
-fn write_recording(path: &Path, frames: Vec<SourceFrame>) -> PathBuf {
-    let n = frames.len() as u32;
-    let mut w = RecordingWriter::create(path).unwrap();
-    let config = ImportConfig {
-        fps: 200.0,
-        packet: 2048,
-        ..ImportConfig::default()
-    };
-    let report = import(frames.into_iter().map(Ok), "test", &config, &mut w).unwrap();
-    assert_eq!(report.frames, n);
-    w.finish().unwrap();
-    path.to_owned()
-}
-
 /// Seven 64x48 frames; frame [`BAD`] has no pixels.
 fn bad_input_recording(dir: &Path) -> PathBuf {
     let frames = (0..7)
@@ -87,7 +58,7 @@ fn bad_input_recording(dir: &Path) -> PathBuf {
             if i == BAD {
                 frame_without_pixels()
             } else {
-                gray(64, 48, i)
+                gray_frame(64, 48, i)
             }
         })
         .collect();
@@ -283,7 +254,7 @@ fn bench_exits_1_and_names_the_reason_when_a_frame_was_lost_on_the_link() {
     let tmp = tempfile::tempdir().unwrap();
     let clean = write_recording(
         &tmp.path().join("clean.rec"),
-        (0..6).map(|i| gray(64, 48, i)).collect(),
+        (0..6).map(|i| gray_frame(64, 48, i)).collect(),
     );
     let damaged = tmp.path().join("damaged.rec");
     // 3072-byte frames in 2 KiB packets: two chunks a frame, so chunk 4 is frame 2's first.

@@ -88,3 +88,36 @@ pub fn square(images: &std::path::Path, masks: &std::path::Path, i: u32) {
     .save(masks.join(format!("{i}.png")))
     .unwrap();
 }
+
+/// A `w` x `h` Gray8 frame with a texture that differs with `seed`.
+pub fn gray_frame(w: u16, h: u16, seed: u32) -> dinoedge::import::SourceFrame {
+    let data = (0..u32::from(w) * u32::from(h))
+        .map(|p| ((p * 7 + seed * 13) % 251) as u8)
+        .collect();
+    dinoedge::import::SourceFrame {
+        width: w,
+        height: h,
+        format: dinoedge::proto::PixelFormat::Gray8,
+        data,
+        label: None,
+    }
+}
+
+/// `frames` as an edge would have sent them (200 fps, 2 KiB packets), recorded at `path`.
+pub fn write_recording(
+    path: &std::path::Path,
+    frames: Vec<dinoedge::import::SourceFrame>,
+) -> std::path::PathBuf {
+    let n = frames.len() as u32;
+    let mut w = dinoedge::recording::RecordingWriter::create(path).unwrap();
+    let config = dinoedge::import::ImportConfig {
+        fps: 200.0,
+        packet: 2048,
+        ..dinoedge::import::ImportConfig::default()
+    };
+    let report =
+        dinoedge::import::import(frames.into_iter().map(Ok), "test", &config, &mut w).unwrap();
+    assert_eq!(report.frames, n);
+    w.finish().unwrap();
+    path.to_owned()
+}
