@@ -15,6 +15,7 @@ pub use dinoedge_proto as proto;
 
 pub mod backbone;
 pub mod doctor;
+pub mod engine;
 pub mod heads;
 pub mod import;
 pub mod link;

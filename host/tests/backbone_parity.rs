@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use dinoedge::backbone::{
     AttentionOp, Backbone, GraphOptions, InputSize, ModelDir, RuntimeOptions, npy,
 };
+use dinoedge::engine::EngineRequest;
 use ndarray::{Array3, ArrayD, Axis, concatenate};
 use ndarray_npy::read_npy;
 
@@ -55,6 +56,7 @@ fn run(
         &RuntimeOptions {
             batch: 1,
             threads: 1,
+            engine: EngineRequest::Cpu,
             graph: options,
         },
     )

@@ -169,6 +169,15 @@ fn model_init_export_features_and_bench_model() {
     }
     assert_eq!(v["threads"], 2);
     assert_eq!(v["size"], "32x48");
+    // The engine, named as every report names it: `auto` on this build.
+    assert_eq!(v["engine_requested"], "auto", "{out}");
+    assert!(
+        ["cpu", "cuda"].contains(&v["engine"].as_str().unwrap()),
+        "{out}"
+    );
+    assert_eq!(v["precision"], "fp32", "{out}");
+    assert!(v["device"].as_str().unwrap().contains(':'), "{out}");
+    assert_eq!(v["graph_hash"].as_str().unwrap().len(), 16, "{out}");
     assert!(v["median_ms"].as_f64().unwrap() > 0.0);
     assert!(v["fps"].as_f64().unwrap() > 0.0);
 
@@ -199,6 +208,26 @@ fn model_init_export_features_and_bench_model() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/x.npy"), "{err}");
+    // An engine this build lacks is refused before anything runs, saying how to get it.
+    if cfg!(not(feature = "cuda")) {
+        let (code, _, err) = dinoedge(&[
+            "features",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &d("c.npy"),
+            "--engine",
+            "cuda",
+        ]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("cuda engine is not available") && err.contains("cuda-12060"),
+            "{err}"
+        );
+        assert!(!std::path::Path::new(&d("c.npy")).exists());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -208,8 +237,8 @@ fn doctor_reports_the_machine_and_the_engine_auto_picks() {
     assert_eq!(code, 0, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(report["cores"].as_u64().unwrap() >= 1);
-    // This build has only the CPU engine; the GPU engines are named with why they were not
-    // taken, whatever the machine has.
+    // Without CUDA in the build or on the machine, `auto` takes the CPU; the GPU engines are
+    // named with why they were not taken.
     assert_eq!(report["engine_auto"]["engine"], "cpu");
     let not_taken: Vec<&str> = report["engine_auto"]["not_taken"]
         .as_array()

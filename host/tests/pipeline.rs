@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use common::{gray_frame, write_recording};
 use dinoedge::backbone::{InputSize, ModelDir};
+use dinoedge::engine::EngineRequest;
 use dinoedge::heads::{BackboneId, HeadFiles, HeadInput, HeadSpec, Task};
 use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{
@@ -127,7 +128,15 @@ fn models(scratch: &Path) -> Models {
         head(scratch, &model, Task::Classify, 3),
         head(scratch, &model, Task::Segment, 2),
     ];
-    Models::load(&model, &dir, Some(InputSize::new(64, 64)), &heads, 1).unwrap()
+    Models::load(
+        &model,
+        &dir,
+        Some(InputSize::new(64, 64)),
+        &heads,
+        1,
+        EngineRequest::Cpu,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -227,6 +236,7 @@ fn a_head_for_another_model_is_refused_by_name() {
         Some(InputSize::new(64, 64)),
         std::slice::from_ref(&foreign),
         1,
+        EngineRequest::Cpu,
     ) {
         Err(ModelsError::Head { path, source }) => {
             assert_eq!(path, foreign);
@@ -235,7 +245,14 @@ fn a_head_for_another_model_is_refused_by_name() {
         other => panic!("expected a head mismatch, got {:?}", other.map(|_| ())),
     }
     let own = head(&tmp.path().join("own-model"), &model, Task::Classify, 2);
-    match Models::load(&model, &dir, Some(InputSize::new(96, 96)), &[own], 1) {
+    match Models::load(
+        &model,
+        &dir,
+        Some(InputSize::new(96, 96)),
+        &[own],
+        1,
+        EngineRequest::Cpu,
+    ) {
         Err(ModelsError::SizeMismatch { .. }) => {}
         other => panic!("expected a size mismatch, got {:?}", other.map(|_| ())),
     }

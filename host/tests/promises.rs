@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use dinoedge::backbone::{InputSize, ModelDir};
+use dinoedge::engine::EngineRequest;
 use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{self, FrameFailure, Input, Models, PipelineConfig, Policy};
@@ -74,7 +75,8 @@ fn a_frame_that_cannot_be_preprocessed_is_counted_and_answered_with_bad_input() 
         PathBuf::from("classify"),
         HeadFiles::random(&model, Task::Classify, class_names(3), size, 1),
     )];
-    let models = Models::from_files(&model, &dir, Some(size), heads, 1).unwrap();
+    let models =
+        Models::from_files(&model, &dir, Some(size), heads, 1, EngineRequest::Cpu).unwrap();
     let path = bad_input_recording(tmp.path());
     let config = PipelineConfig {
         policy: Policy::Offline,
@@ -369,12 +371,17 @@ fn check_report(r: &Value) {
         "arch",
         "cpu_cores_busy",
         "description",
+        "device",
         "dropped",
         "dropped_at_edge",
         "elapsed_s",
+        "engine",
+        "engine_requested",
+        "engines_not_taken",
         "fps",
         "frames_processed",
         "frames_received",
+        "graph_hash",
         "heads",
         "latency",
         "latency_from_capture",
@@ -383,6 +390,7 @@ fn check_report(r: &Value) {
         "lost",
         "peak_rss_mib",
         "policy",
+        "precision",
         "random_weights",
         "recording_damage",
         "results_not_queued",
@@ -407,6 +415,29 @@ fn check_report(r: &Value) {
         unknown.is_empty(),
         "fields this test does not know: {unknown:?}"
     );
+
+    // The engine: which, how, on what, the graph's hash, and why `auto` passed over the others.
+    let engine = r["engine"].as_str().unwrap();
+    assert!(["cpu", "cuda"].contains(&engine), "{r}");
+    assert_eq!(r["precision"], "fp32", "{r}");
+    assert!(r["device"].as_str().unwrap().starts_with(engine), "{r}");
+    let hash = r["graph_hash"].as_str().unwrap();
+    assert!(
+        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{r}"
+    );
+    assert_eq!(r["engine_requested"], "auto", "{r}");
+    let passed_over: Vec<&str> = r["engines_not_taken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert!(!n["reason"].as_str().unwrap().is_empty(), "{r}");
+            n["engine"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(passed_over.first(), Some(&"tensorrt"), "{r}");
+    assert_eq!(passed_over.contains(&"cuda"), engine == "cpu", "{r}");
 
     let u = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {r}"));
     let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
@@ -736,6 +767,13 @@ fn outputs(results: &Path) -> Vec<(String, Value)> {
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             assert!(v["error"].is_null(), "{v}");
+            // Every result names the engine, precision and graph that produced it.
+            assert!(
+                ["cpu", "cuda"].contains(&v["engine"].as_str().unwrap()),
+                "{v}"
+            );
+            assert_eq!(v["precision"], "fp32", "{v}");
+            assert_eq!(v["graph_hash"].as_str().unwrap().len(), 16, "{v}");
             (
                 v["heads"]["cls"]["top"].to_string(),
                 v["heads"]["seg"]["mask_size"].clone(),

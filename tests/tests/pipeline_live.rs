@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use dinoedge::backbone::{InputSize, ModelDir};
+use dinoedge::engine::EngineRequest;
 use dinoedge::link::{Limited, LiveSource, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
@@ -19,7 +20,15 @@ use dinoedge_proto::PixelFormat;
 fn a_live_link_gets_a_result_for_every_processed_frame() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny_mlp");
     let model = ModelDir::load(&dir).unwrap();
-    let models = Models::load(&model, &dir, Some(InputSize::new(64, 64)), &[], 1).unwrap();
+    let models = Models::load(
+        &model,
+        &dir,
+        Some(InputSize::new(64, 64)),
+        &[],
+        1,
+        EngineRequest::Cpu,
+    )
+    .unwrap();
     // Bound before the edge starts; the run ends when the edge's one connection does.
     let source = LiveSource::new(Transport::TcpListen("127.0.0.1:0".parse().unwrap())).unwrap();
     let addr = source.local_addr().unwrap();

@@ -101,6 +101,9 @@ pub enum BackboneError {
     /// tract refused the graph or failed while running it.
     #[error("tract: {0}")]
     Runtime(String),
+    /// No engine could prepare the graph.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 impl BackboneError {

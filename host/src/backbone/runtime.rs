@@ -1,23 +1,26 @@
-//! The backbone on the CPU with tract: the ONNX graph is built in memory, its input shape made
-//! concrete, optimised once, then run from one state per worker.
+//! The backbone, ready to run: the ONNX graph is built in memory, handed to an engine (see
+//! [`crate::engine`]) that prepares it once for one input shape, then run from one state per
+//! worker.
 
 use std::sync::Arc;
 
 use ndarray::{Array3, ArrayView2, ArrayView3, ArrayView4, Axis, s};
-use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::runtime::RunOptions;
+use tract_onnx::tract_core::runtime::{Runnable, State};
 
 use super::graph::{GraphOptions, INPUT_NAME, build_graph};
 use super::{BackboneError, Dinov3Config, InputSize, ModelDir};
+use crate::engine::{self, EngineInfo, EngineRequest, Graph};
 
 /// How to prepare the backbone for running.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
     /// Frames per run; tract optimises for this exact batch.
     pub batch: usize,
-    /// Threads tract may use inside one run (1 = the calling thread only).
+    /// Threads the CPU engine may use inside one run (1 = the calling thread only).
     pub threads: usize,
+    /// Which engine runs the graph.
+    pub engine: EngineRequest,
     /// Op forms and extra outputs; the default is the form tract runs fastest (keys padded to
     /// [`super::graph::TRACT_KEY_MULTIPLE`]), where an export defaults to the plain graph.
     pub graph: GraphOptions,
@@ -28,6 +31,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             batch: 1,
             threads: 1,
+            engine: EngineRequest::Auto,
             graph: GraphOptions {
                 key_multiple: super::graph::TRACT_KEY_MULTIPLE,
                 ..GraphOptions::default()
@@ -36,7 +40,8 @@ impl Default for RuntimeOptions {
     }
 }
 
-/// A DINOv3 ViT ready to run at one input size: the optimised tract plan, shared by every state.
+/// A DINOv3 ViT ready to run at one input size: the engine's prepared plan, shared by every
+/// state.
 #[derive(Clone)]
 pub struct Backbone {
     config: Dinov3Config,
@@ -44,7 +49,8 @@ pub struct Backbone {
     batch: usize,
     intermediate_blocks: Vec<usize>,
     random_weights: bool,
-    plan: Arc<TypedRunnableModel>,
+    plan: Arc<dyn Runnable>,
+    engine: Arc<EngineInfo>,
 }
 
 impl std::fmt::Debug for Backbone {
@@ -53,55 +59,39 @@ impl std::fmt::Debug for Backbone {
             .field("arch", &self.config.arch_name())
             .field("size", &self.size)
             .field("batch", &self.batch)
+            .field("engine", &self.engine.engine)
             .finish_non_exhaustive()
     }
 }
 
-/// Optimises an in-memory tract model for one input shape and makes it runnable with `threads`.
-fn prepare(
-    mut inference: InferenceModel,
-    shape: [usize; 4],
-    threads: usize,
-) -> Result<Arc<TypedRunnableModel>, BackboneError> {
-    inference = inference
-        .with_input_fact(0, f32::fact(shape).into())
-        .map_err(BackboneError::runtime)?;
-    let typed = inference.into_optimized().map_err(BackboneError::runtime)?;
-    let executor = if threads > 1 {
-        Executor::multithread(threads)
-    } else {
-        Executor::SingleThread
-    };
-    typed
-        .into_runnable_with_options(&RunOptions {
-            executor: Some(executor),
-            ..Default::default()
-        })
-        .map_err(BackboneError::runtime)
-}
-
-/// Any ONNX file with one f32 `[N, 3, H, W]` input, optimised once by tract as the backbone
+/// Any ONNX file with one f32 `[N, 3, H, W]` input, prepared once by an engine as the backbone
 /// would be (for timing a file that also goes to ONNX Runtime or TensorRT); a state per worker.
 #[derive(Clone)]
 pub struct OnnxFile {
     shape: [usize; 4],
-    plan: Arc<TypedRunnableModel>,
+    plan: Arc<dyn Runnable>,
+    engine: Arc<EngineInfo>,
 }
 
 impl OnnxFile {
-    /// Reads `path` and prepares it for inputs of `shape`.
+    /// Reads `path` and prepares it for inputs of `shape` on the engine `request` names.
     pub fn load(
         path: &std::path::Path,
         shape: [usize; 4],
         threads: usize,
+        request: EngineRequest,
     ) -> Result<Self, BackboneError> {
-        let inference = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| BackboneError::Runtime(format!("{}: {e:#}", path.display())))?;
+        let prepared = engine::prepare(request, Graph::File(path), shape, threads)?;
         Ok(OnnxFile {
             shape,
-            plan: prepare(inference, shape, threads)?,
+            plan: prepared.runnable,
+            engine: Arc::new(prepared.info),
         })
+    }
+
+    /// The engine that runs it.
+    pub fn engine(&self) -> &EngineInfo {
+        &self.engine
     }
 
     /// A state to run batches with; keep one per worker thread.
@@ -116,7 +106,7 @@ impl OnnxFile {
 /// One worker's running state of an [`OnnxFile`].
 pub struct OnnxFileState {
     shape: [usize; 4],
-    state: TypedSimpleState,
+    state: Box<dyn State>,
 }
 
 impl OnnxFileState {
@@ -154,11 +144,9 @@ impl Backbone {
                 ..options.graph.clone()
             },
         )?;
-        let inference = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
-            .map_err(BackboneError::runtime)?;
-        let plan = prepare(
-            inference,
+        let prepared = engine::prepare(
+            options.engine,
+            Graph::Built(&proto),
             [options.batch, 3, size.height, size.width],
             options.threads,
         )?;
@@ -168,7 +156,8 @@ impl Backbone {
             batch: options.batch,
             intermediate_blocks: options.graph.intermediate_blocks.clone(),
             random_weights: model.random_weights,
-            plan,
+            plan: prepared.runnable,
+            engine: Arc::new(prepared.info),
         })
     }
 
@@ -204,12 +193,33 @@ impl Backbone {
     pub fn random_weights(&self) -> bool {
         self.random_weights
     }
+
+    /// The engine that runs it, how, and why.
+    pub fn engine(&self) -> &EngineInfo {
+        &self.engine
+    }
+
+    /// Runs one batch of zeros on a fresh state, so that the engine compiles its kernels and
+    /// allocates before the first frame is accepted. Returns how long it took.
+    pub fn warm_up(&self) -> Result<std::time::Duration, BackboneError> {
+        let start = std::time::Instant::now();
+        let zeros =
+            ndarray::Array4::<f32>::zeros((self.batch, 3, self.size.height, self.size.width));
+        self.run(zeros.view())?;
+        let took = start.elapsed();
+        tracing::info!(
+            "engine: warmed up in {:.0} ms ({})",
+            took.as_secs_f64() * 1e3,
+            self.engine.engine
+        );
+        Ok(took)
+    }
 }
 
 /// One worker's running state of a [`Backbone`].
 pub struct BackboneState {
     backbone: Backbone,
-    state: TypedSimpleState,
+    state: Box<dyn State>,
 }
 
 impl BackboneState {

@@ -18,6 +18,7 @@ use dinoedge::pipeline::{
 use dinoedge::recording::{RecordKind, RecordingReader, RecordingWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::engine::print_engine;
 use super::import::labels_path;
 use super::model::random_label;
 use super::run::{ModelArgs, OutputArgs, PaceArgs, PolicyArg, Writers, policy, summary};
@@ -267,7 +268,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut writers = Writers::open(&args.output)?;
     let header = format!(
-        "bench: {} ({total} frames{}), {} at {}{}, {} heads, {} policy, {:?}, {workers} worker(s) x {threads} thread(s)",
+        "bench: {} ({total} frames{}), {} at {}{}, {} heads, {} policy, {:?}, {workers} worker(s) x {threads} thread(s), {} {}",
         file.display(),
         if repeat_for.is_some() { ", looped" } else { "" },
         models.backbone.config().arch_name(),
@@ -276,8 +277,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         models.heads.len(),
         policy,
         pace,
+        models.backbone.engine().engine,
+        models.backbone.engine().precision,
     );
     eprintln!("{header}");
+    print_engine(models.backbone.engine());
     let bar = if repeat_for.is_some() {
         ProgressBar::new_spinner()
     } else {

@@ -1,4 +1,4 @@
-//! `dinoedge bench-model`: time the backbone alone, per frame, with tract.
+//! `dinoedge bench-model`: time the backbone alone, per frame, on one engine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,9 @@ use clap::Args;
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions};
 use ndarray::Array4;
 
+use super::engine::{EngineArgs, print_engine};
 use super::model::{GraphArgs, random_label};
+use dinoedge::engine::EngineInfo;
 
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
@@ -22,9 +24,11 @@ pub struct BenchModelArgs {
     /// Input size HxW.
     #[arg(long, default_value = "224x224")]
     size: InputSize,
-    /// Threads tract uses inside one run.
+    /// Threads the CPU engine uses inside one run.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Timed runs (after warm-up runs that are not timed).
     #[arg(long, default_value_t = 20)]
     runs: usize,
@@ -51,6 +55,15 @@ enum Prepared {
     File(OnnxFile),
 }
 
+impl Prepared {
+    fn engine(&self) -> &EngineInfo {
+        match self {
+            Prepared::Model(b) => b.engine(),
+            Prepared::File(f) => f.engine(),
+        }
+    }
+}
+
 pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     if args.runs == 0 || args.batch == 0 || args.states == 0 || args.threads == 0 {
         bail!("--runs, --batch, --states and --threads must be at least 1");
@@ -70,6 +83,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 &RuntimeOptions {
                     batch: args.batch,
                     threads: args.threads,
+                    engine: args.engine.engine,
                     graph: graph.clone(),
                 },
             )
@@ -77,13 +91,22 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             (Prepared::Model(backbone), arch, model.random_weights)
         }
         (None, Some(file)) => (
-            Prepared::File(OnnxFile::load(file, shape, args.threads)?),
+            Prepared::File(OnnxFile::load(
+                file,
+                shape,
+                args.threads,
+                args.engine.engine,
+            )?),
             format!("onnx:{}", file.display()),
             false,
         ),
         (None, None) => bail!("give --model DIR or --onnx FILE"),
     };
     let prepare_ms = prepare_start.elapsed().as_secs_f64() * 1e3;
+    let engine = backbone.engine().clone();
+    if !args.json {
+        print_engine(&engine);
+    }
     let (h, w) = (args.size.height, args.size.width);
     // A smooth deterministic pattern in the range of normalised pixels.
     let pixels = Array4::from_shape_fn((args.batch, 3, h, w), |(n, c, y, x)| {
@@ -165,6 +188,12 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             // Unknown for a bare ONNX file.
             "random_weights": if args.model.is_some() { serde_json::Value::from(random) } else { serde_json::Value::Null },
             "runtime": "tract",
+            "engine": engine.engine,
+            "precision": engine.precision,
+            "device": engine.device,
+            "graph_hash": engine.graph_hash,
+            "engine_requested": engine.requested,
+            "not_taken": engine.not_taken,
         });
         let mut v = v;
         // The graph's op forms apply only where dinoedge built the graph.
@@ -179,11 +208,13 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         println!("{v}");
     } else {
         println!(
-            "{arch} at {} (batch {}, {} thread(s), {} state(s)), tract{}",
+            "{arch} at {} (batch {}, {} thread(s), {} state(s)), {} {}{}",
             args.size,
             args.batch,
             args.threads,
             args.states,
+            engine.engine,
+            engine.precision,
             random_label(random)
         );
         println!(

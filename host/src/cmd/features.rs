@@ -1,4 +1,4 @@
-//! `dinoedge features`: run the backbone with tract on normalised pixels from a `.npy` file.
+//! `dinoedge features`: run the backbone on normalised pixels from a `.npy` file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions, npy};
 
+use super::engine::{EngineArgs, print_engine};
 use super::model::{GraphArgs, random_label};
 
 #[derive(Debug, Args)]
@@ -20,9 +21,11 @@ pub struct FeaturesArgs {
     /// f32 .npy to write: last_hidden_state [N, 1+registers+Hp*Wp, D].
     #[arg(long)]
     output: PathBuf,
-    /// Threads tract may use.
+    /// Threads the CPU engine may use.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     #[command(flatten)]
     graph: GraphArgs,
 }
@@ -41,10 +44,12 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
         &RuntimeOptions {
             batch: n,
             threads: args.threads.max(1),
+            engine: args.engine.engine,
             graph: args.graph.tract_options(n),
         },
     )
     .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;
+    print_engine(backbone.engine());
     let features = backbone.run(pixels.view())?;
     npy::write(&args.output, &features.last_hidden_state)?;
     for (block, a) in &features.intermediates {
@@ -53,10 +58,12 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
     }
     let shape = features.last_hidden_state.shape().to_vec();
     println!(
-        "{}: last_hidden_state {:?} from {} at {size}{}",
+        "{}: last_hidden_state {:?} from {} at {size} on {} {}{}",
         args.output.display(),
         shape,
         model.config.arch_name(),
+        backbone.engine().engine,
+        backbone.engine().precision,
         random_label(model.random_weights)
     );
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_model;
 mod doctor;
+mod engine;
 mod features;
 mod import;
 mod link;

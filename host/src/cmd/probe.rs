@@ -21,7 +21,9 @@ use dinoedge::probe::masks::{load_mask, patch_labels};
 use dinoedge::probe::metrics::{accuracy, argmax, balanced_accuracy, roc_auc_ovr};
 use ndarray::{Array2, Axis, concatenate};
 
+use super::engine::{EngineArgs, print_engine};
 use super::model::random_label;
+use dinoedge::engine::EngineRequest;
 
 #[derive(Debug, Subcommand)]
 pub enum ProbeCommand {
@@ -68,9 +70,11 @@ pub struct DataArgs {
     /// Feature cache folder (keyed by model, size, features and file content).
     #[arg(long, default_value = "target/dinoedge-feature-cache")]
     cache: PathBuf,
-    /// Parallel workers (one tract state each).
+    /// Parallel workers (one backbone state each).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -165,12 +169,22 @@ fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
     if held_out { held } else { kept }
 }
 
-fn backbone_for(model: &ModelDir, size: InputSize, blocks: &[usize]) -> anyhow::Result<Backbone> {
-    // tract's defaults (batch 1, the graph it runs fastest), with the blocks the head reads.
-    let mut options = RuntimeOptions::default();
+fn backbone_for(
+    model: &ModelDir,
+    size: InputSize,
+    blocks: &[usize],
+    engine: EngineRequest,
+) -> anyhow::Result<Backbone> {
+    // Batch 1 and the graph tract runs fastest, with the blocks the head reads.
+    let mut options = RuntimeOptions {
+        engine,
+        ..RuntimeOptions::default()
+    };
     options.graph.intermediate_blocks = blocks.to_vec();
-    Backbone::load(model, size, &options)
-        .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))
+    let backbone = Backbone::load(model, size, &options)
+        .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;
+    print_engine(backbone.engine());
+    Ok(backbone)
 }
 
 /// Features of the selected items; bad files stop the run unless --skip-bad, and are named.
@@ -288,7 +302,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
             blocks: args.blocks.clone(),
         },
     };
-    let backbone = backbone_for(&model, args.size, &args.blocks)?;
+    let backbone = backbone_for(&model, args.size, &args.blocks, args.data.engine.engine)?;
     let (ok_idx, feats, per_image_ms) = extract(&backbone, &model, &input, &ds, &idx, &args.data)?;
     let options = FitOptions {
         seed: args.seed,
@@ -374,6 +388,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
                 "seed": args.seed,
                 "test_fraction": args.data.test_fraction,
                 "split_seed": args.data.split_seed,
+                "engine": backbone.engine(),
             }),
         },
         weight: outcome.classifier.weight.clone(),
@@ -433,7 +448,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             args.data.test_fraction
         );
     }
-    let backbone = backbone_for(&model, size, &blocks)?;
+    let backbone = backbone_for(&model, size, &blocks, args.data.engine.engine)?;
     let (ok_idx, feats, per_image_ms) =
         extract(&backbone, &model, &spec.input, &ds, &idx, &args.data)?;
     println!(
@@ -462,6 +477,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         obj.insert("features_ms_per_image".into(), per_image_ms.into());
         obj.insert("random_weights".into(), model.random_weights.into());
         obj.insert("peak_rss_mib".into(), peak_rss_mib().into());
+        let engine = backbone.engine();
+        obj.insert("engine".into(), engine.engine.name().into());
+        obj.insert("precision".into(), engine.precision.to_string().into());
+        obj.insert("device".into(), engine.device.clone().into());
+        obj.insert("graph_hash".into(), engine.graph_hash.clone().into());
     }
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -21,6 +21,7 @@ use dinoedge::pipeline::{
 use dinoedge::preprocess::Roi;
 use dinoedge::recording::Pace;
 
+use super::engine::{EngineArgs, print_engine};
 use super::model::random_label;
 
 /// The policy, as the command line names it.
@@ -52,6 +53,8 @@ pub struct ModelArgs {
     /// Threads per worker; default: the cores divided among the workers.
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
     /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
     #[arg(long)]
@@ -103,11 +106,25 @@ impl ModelArgs {
                     ),
                 ),
             ];
-            return Models::from_files(&model, &path, Some(size), heads, threads)
-                .context("preparing the backbone and heads");
+            return Models::from_files(
+                &model,
+                &path,
+                Some(size),
+                heads,
+                threads,
+                self.engine.engine,
+            )
+            .context("preparing the backbone and heads");
         }
-        Models::load(&model, &path, self.size, &self.heads, threads)
-            .context("preparing the backbone and heads")
+        Models::load(
+            &model,
+            &path,
+            self.size,
+            &self.heads,
+            threads,
+            self.engine.engine,
+        )
+        .context("preparing the backbone and heads")
     }
 }
 
@@ -356,7 +373,8 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
     let mut out = format!(
         "{} frames received, {} processed in {:.1} s: {:.2} frames/s ({} policy, {}{})\n\
          latency ms (from {}): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n\
-         dropped by the host {}{}, lost on the link {}{}, dropped at the edge {}",
+         dropped by the host {}{}, lost on the link {}{}, dropped at the edge {}\n\
+         engine: {}",
         report.frames_received,
         report.frames_processed,
         report.elapsed_s,
@@ -379,7 +397,11 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         report.lost_total(),
         super::losses_by_reason(&report.lost),
         report.dropped_at_edge,
+        models.backbone.engine().summary(),
     );
+    for line in models.backbone.engine().not_taken_lines() {
+        out.push_str(&format!("\n  {line}"));
+    }
     for d in &report.recording_damage {
         out.push_str(&format!("\nrecording: {d}"));
     }
@@ -406,6 +428,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
+    print_engine(models.backbone.engine());
     let duration = args
         .seconds
         .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--seconds {s}")))

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine::{EngineKind, NotTaken};
+
+pub(crate) use probe::cpu_model;
 pub use probe::{parse_ldconfig, parse_nv_tegra_release, parse_nvidia_smi};
 
 /// One library dinoedge may use, and where it was found.
@@ -103,7 +106,7 @@ impl Report {
             Ok(gpu) => (Some(gpu), None),
             Err(why) => (None, Some(why)),
         };
-        let engine_auto = choose_engine(&libraries, gpu.as_ref());
+        let engine_auto = choose_engine(crate::engine::auto_choice(), &libraries, gpu.as_ref());
         Report {
             cpu_model: probe::cpu_model(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -122,10 +125,13 @@ impl Report {
     }
 }
 
-/// `auto`'s fixed order: a gated TensorRT engine, then CUDA, then the CPU. This build has only
-/// the CPU engine, so the GPU engines are reported as not taken, with what the machine lacks
-/// for them besides.
-pub fn choose_engine(libraries: &[Library], gpu: Option<&Gpu>) -> EngineChoice {
+/// What `auto` does, from [`crate::engine::auto_choice`] (`auto`: the engine it takes and the
+/// engines passed over before it), with what this machine lacks for each engine not taken.
+pub fn choose_engine(
+    auto: (EngineKind, Vec<NotTaken>),
+    libraries: &[Library],
+    gpu: Option<&Gpu>,
+) -> EngineChoice {
     let missing = |names: &[&'static str]| -> Vec<&'static str> {
         names
             .iter()
@@ -138,27 +144,37 @@ pub fn choose_engine(libraries: &[Library], gpu: Option<&Gpu>) -> EngineChoice {
             .copied()
             .collect()
     };
-    let why = |names: &[&'static str]| {
-        let mut parts = vec!["not in this build (the GPU engines are not written yet)".to_owned()];
-        if gpu.is_none() {
-            parts.push("no NVIDIA GPU answered".to_owned());
+    let needs = |engine: &str| -> &[&'static str] {
+        match engine {
+            "tensorrt" => &["CUDA driver", "TensorRT"],
+            _ => &["CUDA driver", "CUDA runtime", "NVRTC", "cuBLAS", "cuDNN"],
         }
-        let lacking = missing(names);
-        if !lacking.is_empty() {
-            parts.push(format!("missing: {}", lacking.join(", ")));
-        }
-        parts.join("; ")
+    };
+    let (engine, passed_over) = auto;
+    let not_taken = passed_over
+        .into_iter()
+        .map(|n| {
+            let mut parts = vec![n.reason];
+            if gpu.is_none() {
+                parts.push("no NVIDIA GPU answered".to_owned());
+            }
+            let lacking = missing(needs(n.engine));
+            if !lacking.is_empty() {
+                parts.push(format!("missing: {}", lacking.join(", ")));
+            }
+            (n.engine, parts.join("; "))
+        })
+        .collect();
+    let reason = match engine {
+        EngineKind::Cuda => "this build has CUDA, and the libraries, driver and toolkit headers \
+                             it needs were found"
+            .to_owned(),
+        EngineKind::Cpu => "tract on the CPU runs everywhere".to_owned(),
     };
     EngineChoice {
-        engine: "cpu",
-        reason: "tract on the CPU runs everywhere".to_owned(),
-        not_taken: vec![
-            ("tensorrt", why(&["CUDA driver", "TensorRT"])),
-            (
-                "cuda",
-                why(&["CUDA driver", "CUDA runtime", "NVRTC", "cuBLAS"]),
-            ),
-        ],
+        engine: engine.name(),
+        reason,
+        not_taken,
     }
 }
 

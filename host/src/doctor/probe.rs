@@ -31,7 +31,7 @@ const LIBRARY_DIRS: &[&str] = &[
 ];
 
 /// The CPU's model name.
-pub(super) fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     parse_cpu_model(&info).unwrap_or_else(|| "unknown".to_owned())
 }

@@ -77,14 +77,61 @@ fn auto_takes_the_cpu_and_says_what_the_gpu_engines_lack() {
             found: None,
         },
     ];
-    let choice = choose_engine(&libraries, None);
+    let passed_over = vec![
+        NotTaken {
+            engine: "tensorrt",
+            reason: "no TensorRT engine".into(),
+        },
+        NotTaken {
+            engine: "cuda",
+            reason: "no CUDA in this build".into(),
+        },
+    ];
+    let choice = choose_engine((EngineKind::Cpu, passed_over), &libraries, None);
     assert_eq!(choice.engine, "cpu");
     let names: Vec<&str> = choice.not_taken.iter().map(|(e, _)| *e).collect();
     assert_eq!(names, vec!["tensorrt", "cuda"]);
     let (_, tensorrt) = &choice.not_taken[0];
+    assert!(tensorrt.starts_with("no TensorRT engine;"), "{tensorrt}");
     assert!(tensorrt.contains("missing: TensorRT"), "{tensorrt}");
     assert!(!tensorrt.contains("CUDA driver"), "{tensorrt}");
     assert!(tensorrt.contains("no NVIDIA GPU answered"), "{tensorrt}");
+    let (_, cuda) = &choice.not_taken[1];
+    assert!(cuda.starts_with("no CUDA in this build;"), "{cuda}");
+    assert!(cuda.contains("NVRTC") && cuda.contains("cuDNN"), "{cuda}");
+    // Where CUDA is taken, nothing is said against it.
+    let gpu = Gpu {
+        name: "Orin".into(),
+        compute_capability: "8.7".into(),
+        memory_mib: None,
+        driver_version: "540".into(),
+    };
+    let choice = choose_engine(
+        (
+            EngineKind::Cuda,
+            vec![NotTaken {
+                engine: "tensorrt",
+                reason: "no TensorRT engine".into(),
+            }],
+        ),
+        &libraries,
+        Some(&gpu),
+    );
+    assert_eq!(choice.engine, "cuda");
+    assert_eq!(choice.not_taken.len(), 1);
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_build_without_cuda_passes_it_over_saying_how_to_get_it() {
+    let (engine, passed_over) = crate::engine::auto_choice();
+    assert_eq!(engine, EngineKind::Cpu);
+    let cuda = passed_over.iter().find(|n| n.engine == "cuda").unwrap();
+    assert!(
+        cuda.reason.contains("--features cuda-12060"),
+        "{}",
+        cuda.reason
+    );
 }
 
 #[test]

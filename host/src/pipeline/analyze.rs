@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backbone::{Backbone, BackboneError, Features, InputSize, ModelDir, RuntimeOptions};
+use crate::engine::EngineRequest;
 use crate::heads::{ClassMask, Classifier, HeadError, HeadFiles, RunError, Segmenter, Task, top_k};
 
 /// A head as the pipeline runs it.
@@ -83,19 +84,21 @@ pub enum ModelsError {
 
 impl Models {
     /// Loads heads from `head_dirs`, checks each against `model`, and prepares the backbone at
-    /// `size` (by default the heads' size, else 224x224) with the blocks the heads need.
+    /// `size` (by default the heads' size, else 224x224) with the blocks the heads need, on the
+    /// engine `engine` names, warmed up (see [`Backbone::warm_up`]).
     pub fn load(
         model: &ModelDir,
         model_path: &Path,
         size: Option<InputSize>,
         head_dirs: &[PathBuf],
         threads: usize,
+        engine: EngineRequest,
     ) -> Result<Self, ModelsError> {
         let mut files = Vec::new();
         for dir in head_dirs {
             files.push((dir.clone(), HeadFiles::load(dir).map_err(head_error(dir))?));
         }
-        Self::from_files(model, model_path, size, files, threads)
+        Self::from_files(model, model_path, size, files, threads, engine)
     }
 
     /// As [`Self::load`], from heads already in memory, each with the path it is named by.
@@ -105,6 +108,7 @@ impl Models {
         size: Option<InputSize>,
         files: Vec<(PathBuf, HeadFiles)>,
         threads: usize,
+        engine: EngineRequest,
     ) -> Result<Self, ModelsError> {
         let size = match size {
             Some(s) => s,
@@ -151,10 +155,12 @@ impl Models {
         }
         let mut options = RuntimeOptions {
             threads,
+            engine,
             ..RuntimeOptions::default()
         };
         options.graph.intermediate_blocks = blocks;
         let backbone = Backbone::load(model, size, &options)?;
+        backbone.warm_up()?;
         Ok(Models {
             backbone,
             heads: heads.into_iter().map(|(_, h)| h).collect(),

@@ -327,6 +327,7 @@ pub fn run(
         return Err(PipelineError::Runtime(format!("backbone: {e}")));
     }
     let mut report = totals.report;
+    report.engine = Some(models.backbone.engine().clone());
     let elapsed = totals.elapsed_s.max(1e-9);
     report.elapsed_s = totals.elapsed_s;
     report.frames_received = counters.received_total();

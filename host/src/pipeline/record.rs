@@ -230,6 +230,7 @@ impl FrameRecord {
             heads.insert(head.name.clone(), value);
         }
         let start = &self.frame.start;
+        let engine = models.backbone.engine();
         serde_json::json!({
             "seq": start.seq,
             "session": self.session_id,
@@ -243,6 +244,9 @@ impl FrameRecord {
             "error": self.failure().map(|f| f.to_string()),
             "dropped_before": self.dropped_before,
             "random_weights": models.backbone.random_weights(),
+            "engine": engine.engine,
+            "precision": engine.precision,
+            "graph_hash": engine.graph_hash,
         })
     }
 }

@@ -160,6 +160,10 @@ fn current_rss_mib() -> Option<f64> {
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PipelineReport {
+    /// The engine that ran the backbone: which, its precision, device and graph hash, and the
+    /// engines `auto` passed over with why (flattened: `engine`, `precision`, `device`, ...).
+    #[serde(flatten)]
+    pub engine: Option<crate::engine::EngineInfo>,
     /// The policy.
     pub policy: String,
     /// Wall time, seconds.

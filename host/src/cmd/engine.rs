@@ -1,0 +1,23 @@
+//! `--engine`, shared by every command that runs the backbone, and how the choice is shown.
+
+use clap::Args;
+use dinoedge::engine::{EngineInfo, EngineRequest};
+
+/// Which engine runs the backbone.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct EngineArgs {
+    /// The engine that runs the backbone: `auto` takes the first of TensorRT (not yet in
+    /// dinoedge), CUDA and the CPU that this build has and this machine can run, and says why
+    /// it passed over the others.
+    #[arg(long, value_enum, default_value_t = EngineRequest::Auto)]
+    pub engine: EngineRequest,
+}
+
+/// The engine's lines for a summary on stderr: what runs the backbone, then each engine `auto`
+/// passed over and why.
+pub fn print_engine(info: &EngineInfo) {
+    eprintln!("engine: {}", info.summary());
+    for line in info.not_taken_lines() {
+        eprintln!("  {line}");
+    }
+}

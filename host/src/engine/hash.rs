@@ -1,0 +1,54 @@
+//! The hash every result and report carries, naming the exact graph that produced it.
+
+use std::io::Read;
+use std::path::Path;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tract_onnx::pb::ModelProto;
+
+/// Hex digits kept of the SHA-256: enough to tell graphs apart in a report.
+const HASH_HEX_DIGITS: usize = 16;
+
+/// SHA-256 of the graph's content (every node, initializer, input and output, encoded in
+/// order), first 16 hex digits. Hashed piece by piece so that a large model is never encoded
+/// whole a second time.
+pub fn graph_hash(model: &ModelProto) -> String {
+    let mut h = Sha256::new();
+    for opset in &model.opset_import {
+        h.update(opset.encode_length_delimited_to_vec());
+    }
+    if let Some(g) = &model.graph {
+        for node in &g.node {
+            h.update(node.encode_length_delimited_to_vec());
+        }
+        for tensor in &g.initializer {
+            h.update(tensor.encode_length_delimited_to_vec());
+        }
+        for value in g.input.iter().chain(&g.output) {
+            h.update(value.encode_length_delimited_to_vec());
+        }
+    }
+    hex(&h.finalize())
+}
+
+/// SHA-256 of a file's bytes, first 16 hex digits.
+pub(super) fn file_hash(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        h.update(chunk);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.truncate(HASH_HEX_DIGITS);
+    s
+}

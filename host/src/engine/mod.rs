@@ -1,0 +1,345 @@
+//! The engine seam: what runs the backbone's graph. The model definition (configuration,
+//! weights, the ONNX graph built from them) lives in [`crate::backbone`]; an engine takes that
+//! graph once, prepares it for one input shape, and hands out one running state per worker.
+//!
+//! Engines: `cpu` (tract, always present) and `cuda` (tract-cuda, in builds with a `cuda-*`
+//! feature); TensorRT plugs in here later. `auto` tries them in a fixed order (TensorRT, then
+//! CUDA, then the CPU) and records why each engine it passed over was not taken. The choice is
+//! made, and the engine warmed up, before the first frame; it does not change during a run.
+
+mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod hash;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::Runnable;
+
+pub use hash::graph_hash;
+
+/// An engine that runs the backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// tract on the CPU.
+    Cpu,
+    /// tract-cuda on an NVIDIA GPU.
+    Cuda,
+}
+
+impl EngineKind {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Cpu => "cpu",
+            EngineKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which engine the user asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineRequest {
+    /// The first engine in the fixed order that this build has and this machine can run.
+    #[default]
+    Auto,
+    /// tract on the CPU.
+    Cpu,
+    /// tract-cuda on the GPU; an error where it cannot run.
+    Cuda,
+}
+
+impl std::fmt::Display for EngineRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineRequest::Auto => "auto",
+            EngineRequest::Cpu => "cpu",
+            EngineRequest::Cuda => "cuda",
+        })
+    }
+}
+
+/// The numeric precision the engine computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats throughout.
+    #[default]
+    Fp32,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+        })
+    }
+}
+
+/// An engine passed over, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotTaken {
+    /// The engine's name (`tensorrt`, `cuda`).
+    pub engine: &'static str,
+    /// Why it was not taken.
+    pub reason: String,
+}
+
+/// Which engine runs the backbone, and how: what every result and report names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    /// What was asked for.
+    #[serde(rename = "engine_requested")]
+    pub requested: EngineRequest,
+    /// The engine taken.
+    pub engine: EngineKind,
+    /// The precision it computes in.
+    pub precision: Precision,
+    /// The device it runs on, e.g. `cpu: AMD EPYC 7B13 (2 threads)` or
+    /// `cuda: NVIDIA H200 (sm_90, 143771 MiB)`.
+    pub device: String,
+    /// A hash of the graph it runs (see [`graph_hash`]).
+    pub graph_hash: String,
+    /// The engines `auto` passed over before it, with why (empty for an explicit request).
+    #[serde(rename = "engines_not_taken")]
+    pub not_taken: Vec<NotTaken>,
+}
+
+impl EngineInfo {
+    /// One line for logs and summaries: `cuda fp32 on NVIDIA H200 (sm_90), graph 3f2a...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} on {}, graph {}",
+            self.engine, self.precision, self.device, self.graph_hash
+        )
+    }
+
+    /// One line per engine not taken: `tensorrt not taken: ...`.
+    pub fn not_taken_lines(&self) -> Vec<String> {
+        self.not_taken
+            .iter()
+            .map(|n| format!("{} not taken: {}", n.engine, n.reason))
+            .collect()
+    }
+}
+
+/// Why no engine could run the backbone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine asked for is not in this build, or this machine cannot run it.
+    #[error("the {engine} engine is not available: {reason}")]
+    Unavailable {
+        /// The engine.
+        engine: EngineKind,
+        /// Why, naming what is missing.
+        reason: String,
+    },
+    /// The engine could not prepare the graph (an op it lacks, a kernel that failed to
+    /// compile, out of device memory).
+    #[error("the {engine} engine could not prepare the graph: {reason}")]
+    Prepare {
+        /// The engine.
+        engine: EngineKind,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why TensorRT is passed over: there is no TensorRT engine yet.
+const TENSORRT_NOT_BUILT: &str = "dinoedge has no TensorRT engine yet";
+
+/// Why this machine or build cannot run the CUDA engine, or `None` where it can (libraries,
+/// a driver new enough, the toolkit headers its kernels compile against). Probes by looking,
+/// never by a call that could abort the process.
+pub fn cuda_unavailable() -> Option<String> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::unavailable()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Some(
+            "this build has no CUDA support (rebuild with --features cuda-12060 for JetPack 6.1+ \
+             or cuda-13000 for CUDA 13)"
+                .to_owned(),
+        )
+    }
+}
+
+/// What `auto` would take on this machine, without preparing anything: the engine and the
+/// engines passed over before it (for `doctor`). Preparing can still fail where this says
+/// CUDA (a kernel that does not compile, no device memory); `auto` then falls back, saying why.
+pub fn auto_choice() -> (EngineKind, Vec<NotTaken>) {
+    let mut not_taken = vec![NotTaken {
+        engine: "tensorrt",
+        reason: TENSORRT_NOT_BUILT.to_owned(),
+    }];
+    match cuda_unavailable() {
+        None => (EngineKind::Cuda, not_taken),
+        Some(reason) => {
+            not_taken.push(NotTaken {
+                engine: "cuda",
+                reason,
+            });
+            (EngineKind::Cpu, not_taken)
+        }
+    }
+}
+
+/// A graph prepared by one engine: shared by every worker's state.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    /// The plan every state is spawned from.
+    pub runnable: Arc<dyn Runnable>,
+    /// Which engine, how, and why.
+    pub info: EngineInfo,
+}
+
+/// The graph an engine is handed: built in memory from a model folder, or an ONNX file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Graph<'a> {
+    /// Built by [`crate::backbone::graph::build_graph`].
+    Built(&'a ModelProto),
+    /// Any ONNX file with one f32 `[N, 3, H, W]` input.
+    File(&'a std::path::Path),
+}
+
+impl Graph<'_> {
+    /// The graph as a typed tract model with a concrete input shape, not yet optimised: each
+    /// engine optimises it for itself.
+    fn typed_model(self, shape: [usize; 4]) -> TractResult<TypedModel> {
+        let inference = match self {
+            Graph::Built(proto) => tract_onnx::onnx().model_for_proto_model(proto)?,
+            Graph::File(path) => tract_onnx::onnx()
+                .model_for_path(path)
+                .map_err(|e| e.context(path.display().to_string()))?,
+        };
+        inference
+            .with_input_fact(0, f32::fact(shape).into())?
+            .into_typed()?
+            .into_decluttered()
+    }
+
+    /// Its hash (see [`graph_hash`]; a file's is the hash of its bytes).
+    fn hash(self) -> Result<String, EngineError> {
+        match self {
+            Graph::Built(proto) => Ok(graph_hash(proto)),
+            Graph::File(path) => hash::file_hash(path).map_err(|e| EngineError::Prepare {
+                engine: EngineKind::Cpu,
+                reason: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+}
+
+/// Prepares `graph` for inputs of `shape` on the engine `request` names (`auto`: the first
+/// that prepares it). `threads` is the CPU engine's thread count.
+pub(crate) fn prepare(
+    request: EngineRequest,
+    graph: Graph<'_>,
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<Prepared, EngineError> {
+    let graph_hash = graph.hash()?;
+    let mut not_taken = Vec::new();
+    let order: &[EngineKind] = match request {
+        EngineRequest::Auto => {
+            not_taken.push(NotTaken {
+                engine: "tensorrt",
+                reason: TENSORRT_NOT_BUILT.to_owned(),
+            });
+            &[EngineKind::Cuda, EngineKind::Cpu]
+        }
+        EngineRequest::Cpu => &[EngineKind::Cpu],
+        EngineRequest::Cuda => &[EngineKind::Cuda],
+    };
+    let mut last = None;
+    for &kind in order {
+        match prepare_on(kind, graph, shape, threads) {
+            Ok((runnable, device)) => {
+                let info = EngineInfo {
+                    requested: request,
+                    engine: kind,
+                    precision: Precision::Fp32,
+                    device,
+                    graph_hash,
+                    not_taken,
+                };
+                tracing::info!("engine: {}", info.summary());
+                for line in info.not_taken_lines() {
+                    tracing::info!("engine: {line}");
+                }
+                return Ok(Prepared { runnable, info });
+            }
+            Err(e) => {
+                let reason = match &e {
+                    EngineError::Unavailable { reason, .. } => reason.clone(),
+                    EngineError::Prepare { .. } => e.to_string(),
+                };
+                not_taken.push(NotTaken {
+                    engine: kind.name(),
+                    reason,
+                });
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(EngineError::Unavailable {
+        engine: EngineKind::Cpu,
+        reason: "no engine to try".to_owned(),
+    }))
+}
+
+/// Prepares the graph on one engine: the plan and a description of the device.
+fn prepare_on(
+    kind: EngineKind,
+    graph: Graph<'_>,
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<(Arc<dyn Runnable>, String), EngineError> {
+    let prepare_error = |e: TractError| EngineError::Prepare {
+        engine: kind,
+        reason: format!("{e:#}"),
+    };
+    match kind {
+        EngineKind::Cpu => {
+            let model = graph.typed_model(shape).map_err(prepare_error)?;
+            cpu::prepare(model, threads).map_err(prepare_error)
+        }
+        EngineKind::Cuda => {
+            if let Some(reason) = cuda_unavailable() {
+                return Err(EngineError::Unavailable {
+                    engine: kind,
+                    reason,
+                });
+            }
+            #[cfg(feature = "cuda")]
+            {
+                let model = graph.typed_model(shape).map_err(prepare_error)?;
+                cuda::prepare(model)
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = (shape, threads);
+                Err(EngineError::Unavailable {
+                    engine: kind,
+                    reason: "this build has no CUDA support".to_owned(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
