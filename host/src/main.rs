@@ -18,11 +18,26 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_gpu_fault(&e) => {
+            eprintln!("dinoedge: {e:#}");
+            ExitCode::from(dinoedge::engine::GPU_FAULT_EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("dinoedge: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// A GPU left unusable: a distinct exit code, so that a service manager restarts the process
+/// and `auto` chooses again.
+fn is_gpu_fault(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<dinoedge::pipeline::PipelineError>(),
+            Some(dinoedge::pipeline::PipelineError::GpuFault { .. })
+        )
+    })
 }
 
 /// Output piped into `head` and closed early is not an error.

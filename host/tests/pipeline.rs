@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use common::{gray_frame, write_recording};
 use dinoedge::backbone::{InputSize, ModelDir};
-use dinoedge::engine::EngineRequest;
+use dinoedge::engine::EngineSetup;
 use dinoedge::heads::{BackboneId, HeadFiles, HeadInput, HeadSpec, Task};
 use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{
@@ -133,8 +133,7 @@ fn models(scratch: &Path) -> Models {
         &dir,
         Some(InputSize::new(64, 64)),
         &heads,
-        1,
-        EngineRequest::Cpu,
+        &EngineSetup::cpu(1),
     )
     .unwrap()
 }
@@ -235,8 +234,7 @@ fn a_head_for_another_model_is_refused_by_name() {
         &dir,
         Some(InputSize::new(64, 64)),
         std::slice::from_ref(&foreign),
-        1,
-        EngineRequest::Cpu,
+        &EngineSetup::cpu(1),
     ) {
         Err(ModelsError::Head { path, source }) => {
             assert_eq!(path, foreign);
@@ -250,8 +248,7 @@ fn a_head_for_another_model_is_refused_by_name() {
         &dir,
         Some(InputSize::new(96, 96)),
         &[own],
-        1,
-        EngineRequest::Cpu,
+        &EngineSetup::cpu(1),
     ) {
         Err(ModelsError::SizeMismatch { .. }) => {}
         other => panic!("expected a size mismatch, got {:?}", other.map(|_| ())),

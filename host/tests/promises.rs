@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use dinoedge::backbone::{InputSize, ModelDir};
-use dinoedge::engine::EngineRequest;
+use dinoedge::engine::EngineSetup;
 use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::import::SourceFrame;
 use dinoedge::pipeline::{self, FrameFailure, Input, Models, PipelineConfig, Policy};
@@ -75,8 +75,7 @@ fn a_frame_that_cannot_be_preprocessed_is_counted_and_answered_with_bad_input() 
         PathBuf::from("classify"),
         HeadFiles::random(&model, Task::Classify, class_names(3), size, 1),
     )];
-    let models =
-        Models::from_files(&model, &dir, Some(size), heads, 1, EngineRequest::Cpu).unwrap();
+    let models = Models::from_files(&model, &dir, Some(size), heads, &EngineSetup::cpu(1)).unwrap();
     let path = bad_input_recording(tmp.path());
     let config = PipelineConfig {
         policy: Policy::Offline,
@@ -370,6 +369,7 @@ fn check_report(r: &Value) {
     let always = BTreeSet::from([
         "arch",
         "cpu_cores_busy",
+        "degraded",
         "description",
         "device",
         "dropped",
@@ -427,6 +427,7 @@ fn check_report(r: &Value) {
         "{r}"
     );
     assert_eq!(r["engine_requested"], "auto", "{r}");
+    assert!(r["degraded"].is_null(), "no GPU fault, no fallback: {r}");
     let passed_over: Vec<&str> = r["engines_not_taken"]
         .as_array()
         .unwrap()

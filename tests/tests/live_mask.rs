@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dinoedge::backbone::{InputSize, ModelDir};
-use dinoedge::engine::EngineRequest;
+use dinoedge::engine::EngineSetup;
 use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::link::{LinkConfig, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
@@ -199,8 +199,7 @@ fn a_segmentation_mask_reaches_the_edge_over_a_live_link() {
         &dir,
         Some(size),
         vec![(PathBuf::from("seg"), head)],
-        1,
-        EngineRequest::Cpu,
+        &EngineSetup::cpu(1),
     )
     .unwrap();
 

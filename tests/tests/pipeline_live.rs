@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use dinoedge::backbone::{InputSize, ModelDir};
-use dinoedge::engine::EngineRequest;
+use dinoedge::engine::EngineSetup;
 use dinoedge::link::{Limited, LiveSource, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
@@ -25,8 +25,7 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
         &dir,
         Some(InputSize::new(64, 64)),
         &[],
-        1,
-        EngineRequest::Cpu,
+        &EngineSetup::cpu(1),
     )
     .unwrap();
     // Bound before the edge starts; the run ends when the edge's one connection does.

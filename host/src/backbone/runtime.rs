@@ -166,6 +166,8 @@ impl Backbone {
         Ok(BackboneState {
             backbone: self.clone(),
             state: self.plan.spawn().map_err(BackboneError::runtime)?,
+            #[cfg(test)]
+            fault: None,
         })
     }
 
@@ -220,11 +222,28 @@ impl Backbone {
 pub struct BackboneState {
     backbone: Backbone,
     state: Box<dyn State>,
+    /// Runs left before an injected failure, and its message (tests of what a fault does).
+    #[cfg(test)]
+    fault: Option<(usize, String)>,
 }
 
 impl BackboneState {
+    /// This state, failing with `message` on every run after the first `runs`.
+    #[cfg(test)]
+    pub(crate) fn failing_after(mut self, runs: usize, message: &str) -> Self {
+        self.fault = Some((runs, message.to_owned()));
+        self
+    }
+
     /// Runs a batch of normalised pixels `[batch, 3, H, W]`.
     pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Features, BackboneError> {
+        #[cfg(test)]
+        if let Some((left, message)) = &mut self.fault {
+            if *left == 0 {
+                return Err(BackboneError::Runtime(message.clone()));
+            }
+            *left -= 1;
+        }
         let b = &self.backbone;
         let expected = [b.batch, 3, b.size.height, b.size.width];
         if pixels.shape() != expected {

@@ -23,6 +23,7 @@ use dinoedge::recording::Pace;
 
 use super::engine::{EngineArgs, print_engine};
 use super::model::random_label;
+use dinoedge::engine::{EngineSetup, GpuFaultPolicy};
 
 /// The policy, as the command line names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +56,12 @@ pub struct ModelArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// What a GPU fault that leaves the GPU unusable does: `exit` ends dinoedge with exit code
+    /// 75 so that its service manager restarts it (frames in flight are reported lost); `cpu`
+    /// carries on with the CPU engine, prepared at the start, and flags every later result
+    /// DEGRADED.
+    #[arg(long, value_enum, default_value_t = GpuFaultPolicy::Exit)]
+    pub on_gpu_fault: GpuFaultPolicy,
     /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
     /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
     #[arg(long)]
@@ -75,6 +82,11 @@ impl ModelArgs {
 
     /// Loads (or makes) the model and heads.
     pub fn load(&self, threads: usize) -> anyhow::Result<Models> {
+        let setup = EngineSetup {
+            request: self.engine.engine,
+            threads,
+            on_gpu_fault: self.on_gpu_fault,
+        };
         let (model, path) = match &self.model {
             Some(dir) => (
                 ModelDir::load(dir)
@@ -106,25 +118,11 @@ impl ModelArgs {
                     ),
                 ),
             ];
-            return Models::from_files(
-                &model,
-                &path,
-                Some(size),
-                heads,
-                threads,
-                self.engine.engine,
-            )
-            .context("preparing the backbone and heads");
+            return Models::from_files(&model, &path, Some(size), heads, &setup)
+                .context("preparing the backbone and heads");
         }
-        Models::load(
-            &model,
-            &path,
-            self.size,
-            &self.heads,
-            threads,
-            self.engine.engine,
-        )
-        .context("preparing the backbone and heads")
+        Models::load(&model, &path, self.size, &self.heads, &setup)
+            .context("preparing the backbone and heads")
     }
 }
 
@@ -401,6 +399,12 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
     );
     for line in models.backbone.engine().not_taken_lines() {
         out.push_str(&format!("\n  {line}"));
+    }
+    if let Some(d) = &report.degraded {
+        out.push_str(&format!(
+            "\nDEGRADED: on the CPU from frame {} (session {}) after a GPU fault: {}",
+            d.from_seq, d.session_id, d.reason
+        ));
     }
     for d in &report.recording_damage {
         out.push_str(&format!("\nrecording: {d}"));

@@ -10,6 +10,7 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod fault;
 mod hash;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::Runnable;
 
+pub use fault::{GPU_FAULT_EXIT_CODE, GpuFaultPolicy};
 pub use hash::graph_hash;
 
 /// An engine that runs the backbone.
@@ -67,6 +69,29 @@ impl std::fmt::Display for EngineRequest {
             EngineRequest::Cpu => "cpu",
             EngineRequest::Cuda => "cuda",
         })
+    }
+}
+
+/// How the pipeline's backbone is to be run: which engine, with how many CPU threads, and what
+/// to do if the GPU faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSetup {
+    /// The engine asked for.
+    pub request: EngineRequest,
+    /// Threads per run for the CPU engine.
+    pub threads: usize,
+    /// What a GPU fault does.
+    pub on_gpu_fault: GpuFaultPolicy,
+}
+
+impl EngineSetup {
+    /// The CPU engine with `threads` threads.
+    pub fn cpu(threads: usize) -> Self {
+        EngineSetup {
+            request: EngineRequest::Cpu,
+            threads,
+            on_gpu_fault: GpuFaultPolicy::Exit,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backbone::{Backbone, BackboneError, Features, InputSize, ModelDir, RuntimeOptions};
-use crate::engine::EngineRequest;
+use crate::engine::{EngineKind, EngineRequest, EngineSetup, GpuFaultPolicy};
 use crate::heads::{ClassMask, Classifier, HeadError, HeadFiles, RunError, Segmenter, Task, top_k};
 
 /// A head as the pipeline runs it.
@@ -50,6 +50,9 @@ pub enum HeadOutput {
 pub struct Models {
     /// The backbone, prepared for one input size.
     pub backbone: Backbone,
+    /// The same backbone on the CPU, where a GPU fault may fall back to it
+    /// ([`GpuFaultPolicy::Cpu`] with a GPU engine).
+    pub fallback: Option<Backbone>,
     /// The heads, in the order given.
     pub heads: Vec<NamedHead>,
     /// The model folder.
@@ -85,20 +88,19 @@ pub enum ModelsError {
 impl Models {
     /// Loads heads from `head_dirs`, checks each against `model`, and prepares the backbone at
     /// `size` (by default the heads' size, else 224x224) with the blocks the heads need, on the
-    /// engine `engine` names, warmed up (see [`Backbone::warm_up`]).
+    /// engine `setup` names, warmed up (see [`Backbone::warm_up`]).
     pub fn load(
         model: &ModelDir,
         model_path: &Path,
         size: Option<InputSize>,
         head_dirs: &[PathBuf],
-        threads: usize,
-        engine: EngineRequest,
+        setup: &EngineSetup,
     ) -> Result<Self, ModelsError> {
         let mut files = Vec::new();
         for dir in head_dirs {
             files.push((dir.clone(), HeadFiles::load(dir).map_err(head_error(dir))?));
         }
-        Self::from_files(model, model_path, size, files, threads, engine)
+        Self::from_files(model, model_path, size, files, setup)
     }
 
     /// As [`Self::load`], from heads already in memory, each with the path it is named by.
@@ -107,8 +109,7 @@ impl Models {
         model_path: &Path,
         size: Option<InputSize>,
         files: Vec<(PathBuf, HeadFiles)>,
-        threads: usize,
-        engine: EngineRequest,
+        setup: &EngineSetup,
     ) -> Result<Self, ModelsError> {
         let size = match size {
             Some(s) => s,
@@ -154,15 +155,32 @@ impl Models {
                 .map_err(head_error(dir))?;
         }
         let mut options = RuntimeOptions {
-            threads,
-            engine,
+            threads: setup.threads,
+            engine: setup.request,
             ..RuntimeOptions::default()
         };
         options.graph.intermediate_blocks = blocks;
         let backbone = Backbone::load(model, size, &options)?;
         backbone.warm_up()?;
+        let fallback = if setup.on_gpu_fault == GpuFaultPolicy::Cpu
+            && backbone.engine().engine != EngineKind::Cpu
+        {
+            let cpu = Backbone::load(
+                model,
+                size,
+                &RuntimeOptions {
+                    engine: EngineRequest::Cpu,
+                    ..options
+                },
+            )?;
+            cpu.warm_up()?;
+            Some(cpu)
+        } else {
+            None
+        };
         Ok(Models {
             backbone,
+            fallback,
             heads: heads.into_iter().map(|(_, h)| h).collect(),
             model_path: model_path.to_owned(),
         })

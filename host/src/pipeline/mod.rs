@@ -30,7 +30,7 @@ use crate::link::{LinkConfig, LiveSource, Source, Transport};
 use crate::preprocess::{PreprocessConfig, Preprocessor};
 use crate::recording::{Gating, Pace, RecordingError, ReplaySource, SharedRecording, TappedSource};
 
-use self::stage::engine::EngineWorker;
+use self::stage::engine::{Degraded, EngineFault, EngineWorker};
 use self::stage::ingest::Ingest;
 use self::stage::output::Output;
 use self::stage::preprocess::Preprocess;
@@ -145,6 +145,21 @@ pub enum PipelineError {
     /// A thread or the async runtime failed.
     #[error("pipeline: {0}")]
     Runtime(String),
+    /// The GPU faulted in a way that leaves it unusable in this process, and the run was not
+    /// allowed to fall back to the CPU: the process should end (with
+    /// [`crate::engine::GPU_FAULT_EXIT_CODE`]) and be restarted.
+    #[error(
+        "GPU fault on frame {seq}: {message}; {in_flight} frame(s) in flight lost; restart \
+         dinoedge (or allow --on-gpu-fault cpu) to go on"
+    )]
+    GpuFault {
+        /// The engine's error.
+        message: String,
+        /// The frame it failed on.
+        seq: u32,
+        /// Frames received but not processed when the run ended.
+        in_flight: u64,
+    },
 }
 
 /// What a live display shows.
@@ -276,14 +291,17 @@ pub fn run(
         "preprocess",
         spawn("preprocess".into(), Box::new(move || preprocess.run()))?,
     ));
-    let engine_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let engine_error: Arc<Mutex<Option<EngineFault>>> = Arc::default();
+    let degraded: Arc<Mutex<Option<Degraded>>> = Arc::default();
     for (i, state) in states.into_iter().enumerate() {
         let worker = EngineWorker {
             input: q2.clone(),
             output: out_tx.clone(),
             state,
             models: models.clone(),
+            fallback: models.fallback.clone(),
             error: engine_error.clone(),
+            degraded: degraded.clone(),
             clock,
             cancel: cancel.clone(),
         };
@@ -323,11 +341,25 @@ pub fn run(
             "the {name} thread panicked"
         )));
     }
-    if let Some(e) = engine_error.lock().ok().and_then(|w| w.clone()) {
-        return Err(PipelineError::Runtime(format!("backbone: {e}")));
-    }
     let mut report = totals.report;
+    if let Some(fault) = engine_error.lock().ok().and_then(|w| w.clone()) {
+        if !fault.poisoned {
+            return Err(PipelineError::Runtime(format!(
+                "backbone: {}",
+                fault.message
+            )));
+        }
+        let settled = report.frames_processed
+            + report.dropped.values().sum::<u64>()
+            + counters.dropped_total(DropReason::Superseded);
+        return Err(PipelineError::GpuFault {
+            message: fault.message,
+            seq: fault.seq,
+            in_flight: counters.received_total().saturating_sub(settled),
+        });
+    }
     report.engine = Some(models.backbone.engine().clone());
+    report.degraded = degraded.lock().ok().and_then(|d| d.clone());
     let elapsed = totals.elapsed_s.max(1e-9);
     report.elapsed_s = totals.elapsed_s;
     report.frames_received = counters.received_total();

@@ -99,6 +99,8 @@ pub struct FrameRecord {
     pub outcome: FrameOutcome,
     /// Frames dropped by the host since the previous result.
     pub dropped_before: u64,
+    /// Run on the CPU fallback after a GPU fault (the result carries `DEGRADED`).
+    pub degraded: bool,
 }
 
 impl FrameRecord {
@@ -150,6 +152,9 @@ impl FrameRecord {
         }
         if self.dropped_before > 0 {
             alarms |= AlarmFlags::HOST_OVERLOADED.0;
+        }
+        if self.degraded {
+            alarms |= AlarmFlags::DEGRADED.0;
         }
         result.alarms = AlarmFlags(alarms);
         let mut mask = None;
@@ -243,8 +248,9 @@ impl FrameRecord {
             "heads": heads,
             "error": self.failure().map(|f| f.to_string()),
             "dropped_before": self.dropped_before,
+            "degraded": self.degraded,
             "random_weights": models.backbone.random_weights(),
-            "engine": engine.engine,
+            "engine": if self.degraded { "cpu" } else { engine.engine.name() },
             "precision": engine.precision,
             "graph_hash": engine.graph_hash,
         })

@@ -164,6 +164,9 @@ pub struct PipelineReport {
     /// engines `auto` passed over with why (flattened: `engine`, `precision`, `device`, ...).
     #[serde(flatten)]
     pub engine: Option<crate::engine::EngineInfo>,
+    /// Since which frame the run has been on the CPU fallback after a GPU fault, and why
+    /// (`null` when it never was).
+    pub degraded: Option<crate::pipeline::stage::engine::Degraded>,
     /// The policy.
     pub policy: String,
     /// Wall time, seconds.

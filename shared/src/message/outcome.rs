@@ -78,6 +78,9 @@ impl AlarmFlags {
     pub const HOST_OVERLOADED: AlarmFlags = AlarmFlags(1 << 2);
     /// The input looks unusable (e.g. a blank or frozen image).
     pub const BAD_INPUT: AlarmFlags = AlarmFlags(1 << 3);
+    /// The host lost its GPU and carries on with a slower engine: results are still computed
+    /// by the same model, but later than they should be.
+    pub const DEGRADED: AlarmFlags = AlarmFlags(1 << 4);
 
     /// Whether any alarm is raised.
     pub const fn any(self) -> bool {

@@ -72,6 +72,7 @@ impl Preprocess {
                         crop: job.crop,
                         outcome: FrameOutcome::Failed(FrameFailure::BadInput(e.to_string())),
                         dropped_before: 0,
+                        degraded: false,
                     });
                 }
             }

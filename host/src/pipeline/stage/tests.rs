@@ -183,3 +183,127 @@ fn abort_closes_every_hand_off_and_stop_only_the_input() {
     cancel.abort();
     assert!(next.push(job(3, 1, 1, vec![0])).is_err());
 }
+
+mod gpu_fault {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backbone::{Arch, Backbone, ModelDir, RuntimeOptions};
+    use crate::engine::EngineRequest;
+    use crate::pipeline::analyze::Models;
+    use crate::pipeline::stage::engine::{EngineFault, EngineWorker};
+
+    const STICKY: &str = "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"an illegal memory access\")";
+
+    fn backbone() -> Backbone {
+        let mut config = Arch::Vits16.config();
+        config.hidden_size = 32;
+        config.intermediate_size = 64;
+        config.num_attention_heads = 2;
+        config.num_hidden_layers = 1;
+        let model = ModelDir {
+            path: Default::default(),
+            weights: crate::backbone::Weights::random(&config, 5),
+            config,
+            random_weights: true,
+        };
+        let options = RuntimeOptions {
+            engine: EngineRequest::Cpu,
+            ..RuntimeOptions::default()
+        };
+        Backbone::load(&model, InputSize::new(16, 16), &options).unwrap()
+    }
+
+    /// Runs one worker over frames 0..3 whose state fails after one run with `message`.
+    fn run_worker(
+        message: &str,
+        fallback: bool,
+    ) -> (
+        Vec<crate::pipeline::record::FrameRecord>,
+        Option<EngineFault>,
+        Option<crate::pipeline::stage::engine::Degraded>,
+    ) {
+        let backbone = backbone();
+        let models = Models {
+            backbone: backbone.clone(),
+            fallback: None,
+            heads: Vec::new(),
+            model_path: Default::default(),
+        };
+        let (input, _, cancel) = queues(4, Overflow::Wait);
+        for seq in 0..3 {
+            let mut j = job(seq, 16, 16, vec![0; 256]);
+            j.pixels = Some(ndarray::Array4::zeros((1, 3, 16, 16)));
+            input.push(j).unwrap();
+        }
+        input.close();
+        let (tx, rx) = sync_channel(8);
+        let error = Arc::new(Mutex::new(None));
+        let degraded = Arc::new(Mutex::new(None));
+        EngineWorker {
+            input,
+            output: tx,
+            state: backbone.state().unwrap().failing_after(1, message),
+            models,
+            fallback: fallback.then_some(backbone),
+            error: error.clone(),
+            degraded: degraded.clone(),
+            clock: Clock::new(Instant::now()),
+            cancel,
+        }
+        .run();
+        let records = rx.try_iter().collect();
+        let e = error.lock().unwrap().clone();
+        let d = degraded.lock().unwrap().clone();
+        (records, e, d)
+    }
+
+    #[test]
+    fn a_sticky_gpu_error_moves_the_worker_to_the_cpu_losing_no_frame() {
+        let (records, error, degraded) = run_worker(STICKY, true);
+        assert_eq!(error, None);
+        let seqs: Vec<(u32, bool)> = records
+            .iter()
+            .map(|r| (r.frame.start.seq, r.degraded))
+            .collect();
+        assert_eq!(seqs, vec![(0, false), (1, true), (2, true)]);
+        assert!(records.iter().all(|r| r.failure().is_none()));
+        // The edge is told: results from the CPU carry DEGRADED, the others do not.
+        let models = Models {
+            backbone: backbone(),
+            fallback: None,
+            heads: Vec::new(),
+            model_path: Default::default(),
+        };
+        let config = crate::pipeline::PipelineConfig::default();
+        let degraded_flag = |r: &crate::pipeline::record::FrameRecord| {
+            r.wire_result(&models, &config)
+                .result
+                .alarms
+                .contains(dinoedge_proto::message::AlarmFlags::DEGRADED)
+        };
+        assert!(!degraded_flag(&records[0]));
+        assert!(degraded_flag(&records[1]) && degraded_flag(&records[2]));
+        let d = degraded.unwrap();
+        assert_eq!((d.from_seq, d.session_id), (1, 1));
+        assert!(d.reason.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{d:?}");
+    }
+
+    #[test]
+    fn without_a_fallback_a_sticky_error_ends_the_run_as_a_gpu_fault() {
+        let (records, error, degraded) = run_worker(STICKY, false);
+        assert_eq!(records.len(), 1);
+        let e = error.unwrap();
+        assert!(e.poisoned && e.seq == 1, "{e:?}");
+        assert_eq!(degraded, None);
+    }
+
+    #[test]
+    fn an_ordinary_engine_error_ends_the_run_even_with_a_fallback() {
+        let (records, error, degraded) = run_worker("CUDA_ERROR_OUT_OF_MEMORY", true);
+        assert_eq!(records.len(), 1);
+        let e = error.unwrap();
+        assert!(!e.poisoned && e.seq == 1, "{e:?}");
+        assert_eq!(degraded, None);
+    }
+}
