@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # The GPU checks, run in one call on the lent GPU machine (no Rust toolchain there: carry a
 # stripped release binary built here). Each step has its own time limit and appends its result
-# as soon as it ends, so a run cut short still returns what it measured. At most 8 files come
-# back from $OUT: steps.jsonl (one line per step: name, exit code, seconds), log.txt (every
-# step's output), env.txt, doctor.json, cpu.jsonl (bench-model --json), anchor.jsonl
-# (PyTorch's DINOv3ViTModel on the same GPU, same random weights).
+# as soon as it ends, so a run cut short still returns what it measured. What comes back from
+# $OUT: steps.jsonl (one line per step: name, exit code, seconds), log.txt (every step's output),
+# env.txt, doctor.json, kernels.txt (NVRTC for the device), preprocess.jsonl (GPU preprocessing
+# against the CPU path, with timings), parity.jsonl (features --engine cuda against --engine cpu),
+# bench.jsonl (bench-model --json, both engines, batch 1 and 8), anchor.jsonl (PyTorch's
+# DINOv3ViTModel on the same GPU, same random weights), pipeline.json (bench on the echo cine
+# with --engine cuda).
 #
-# Here, once:
-#   cargo build --release -p dinoedge && mkdir -p .gpu && cp target/release/dinoedge .gpu/ \
-#     && strip .gpu/dinoedge && (grep -qx '/.gpu/' .git/info/exclude || echo /.gpu/ >> .git/info/exclude)
-# Then the device tool: run with carry [".gpu"], command "bash scripts/gpu_check.sh",
-# timeout_s 540 (the steps below stay under 8 minutes).
-#
-# Steps still to come with the GPU path: --engine cuda against --engine cpu, GPU preprocessing
-# against the CPU path, bench-model on the GPU engines.
+# Here, once (about 25 minutes cold on two cores): bash scripts/gpu_prepare.sh
+# Then the device tool: carry [".gpu"], command "bash scripts/gpu_check.sh", timeout_s 540 (the
+# steps below stay under 8 minutes).
 set -u
 OUT=${OUT:-target/gpu-check}
 BIN=${DINOEDGE:-.gpu/dinoedge}
@@ -57,20 +55,57 @@ PY
 )
 export LD_LIBRARY_PATH="${NV_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+IMAGES=.gpu/images
 step binary-starts 20 "$BIN" version || { echo "the carried binary does not start here"; exit 1; }
 step doctor 30 sh -c "\"$BIN\" doctor --json > \"$OUT/doctor.json\""
+step kernels 60 sh -c "\"$BIN\" gpu kernels --arch sm_90 --arch sm_87 > \"$OUT/kernels.txt\" 2>&1"
+if [ -d "$IMAGES" ]; then
+    step preprocess 120 sh -c "\"$BIN\" gpu preprocess --input $IMAGES/* --size 224x224 --json \
+        > \"$OUT/preprocess.jsonl\""
+fi
 for arch in vits16 vitb16; do
     step "init-$arch" 120 "$BIN" model init --arch "$arch" --seed 0 -o "$WORK/$arch"
 done
 threads=$(nproc)
-for arch in vits16 vitb16; do
-    for size in 224x224 448x448; do
-        step "cpu-$arch-$size" 90 sh -c "\"$BIN\" bench-model --model \"$WORK/$arch\" --size $size \
-            --threads $threads --runs 10 --warmup 2 --json >> \"$OUT/cpu.jsonl\""
+# features on both engines from the same preprocessed real frames, compared in numpy.
+for size in 224x224 448x448; do
+    if [ -d "$IMAGES" ]; then
+        step "pixels-$size" 60 "$BIN" preprocess --input $(ls $IMAGES/* | head -4) --size $size \
+            -o "$WORK/pixels-$size.npy"
+    fi
+    for arch in vits16 vitb16; do
+        for engine in cpu cuda; do
+            step "features-$engine-$arch-$size" 120 "$BIN" features --engine $engine \
+                --model "$WORK/$arch" --input "$WORK/pixels-$size.npy" --threads "$threads" \
+                --output "$WORK/features-$engine-$arch-$size.npy"
+        done
+        step "parity-$arch-$size" 30 sh -c "python3 scripts/gpu_parity.py \
+            \"$WORK/features-cpu-$arch-$size.npy\" \"$WORK/features-cuda-$arch-$size.npy\" \
+            --label $arch-$size >> \"$OUT/parity.jsonl\""
     done
 done
+for batch in 1 8; do
+    for arch in vits16 vitb16; do
+        for size in 224x224 448x448; do
+            step "cuda-$arch-$size-b$batch" 90 sh -c "\"$BIN\" bench-model --engine cuda \
+                --model \"$WORK/$arch\" --size $size --batch $batch --runs 30 --warmup 3 \
+                --json >> \"$OUT/bench.jsonl\""
+        done
+    done
+done
+for arch in vits16 vitb16; do
+    for size in 224x224 448x448; do
+        step "cpu-$arch-$size-b1" 90 sh -c "\"$BIN\" bench-model --engine cpu \
+            --model \"$WORK/$arch\" --size $size --threads $threads --runs 10 --warmup 2 \
+            --json >> \"$OUT/bench.jsonl\""
+    done
+done
+step cpu-vits16-224x224-b8 90 sh -c "\"$BIN\" bench-model --engine cpu --model \"$WORK/vits16\" \
+    --size 224x224 --batch 8 --threads $threads --runs 5 --warmup 1 --json >> \"$OUT/bench.jsonl\""
 for arch in vits16 vitb16; do
     step "anchor-$arch" 150 sh -c "python3 scripts/gpu_anchor.py --model \"$WORK/$arch\" \
         >> \"$OUT/anchor.jsonl\""
 done
+step pipeline-cuda 120 sh -c "\"$BIN\" bench --engine cuda --out \"$WORK/bench-cuda\" \
+    && cp \"$WORK/bench-cuda/report.json\" \"$OUT/pipeline.json\""
 echo "== done" | tee -a "$OUT/log.txt"
