@@ -393,9 +393,9 @@ mod tests {
                     PixelFormat::Gray8 => data.push(((u32::from(r) + u32::from(g)) / 2) as u8),
                     PixelFormat::Rgb888 => data.extend_from_slice(&[r, g, b]),
                     PixelFormat::Rgb565 => {
-                        let v = (u16::from(r) >> 3) << 11
-                            | (u16::from(g) >> 2) << 5
-                            | u16::from(b) >> 3;
+                        let v = ((u16::from(r) >> 3) << 11)
+                            | ((u16::from(g) >> 2) << 5)
+                            | (u16::from(b) >> 3);
                         data.extend_from_slice(&v.to_le_bytes());
                     }
                     PixelFormat::Yuyv422 => {
