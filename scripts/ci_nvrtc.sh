@@ -2,25 +2,31 @@
 # CI without a GPU: compiles the preprocessing kernels with NVRTC from NVIDIA's pip wheel, through
 # the same code the GPU path runs (`dinoedge gpu kernels`). NVRTC needs no GPU and no driver.
 # Usage: scripts/ci_nvrtc.sh [ARCH...]   (default: sm_87 sm_90)
+# CUDA_FEATURE=cuda-13000 checks the CUDA 13 build with CUDA 13's NVRTC instead of CUDA 12's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The wheel for CUDA 12, matching the cuda-12060 build (cudarc opens libnvrtc.so.12).
-NVRTC_WHEEL="nvidia-cuda-nvrtc-cu12==12.9.86"
+feature="${CUDA_FEATURE:-cuda-12060}"
+# Pinned wheels; cudarc opens libnvrtc.so.<major> of the CUDA the feature names.
+case "$feature" in
+    cuda-12060) wheel="nvidia-cuda-nvrtc-cu12==12.9.86" module="nvidia.cuda_nvrtc" so="libnvrtc.so.12" ;;
+    cuda-13000) wheel="nvidia-cuda-nvrtc==13.5.37" module="nvidia.cu13" so="libnvrtc.so.13" ;;
+    *) echo "CUDA_FEATURE must be cuda-12060 or cuda-13000, not $feature" >&2; exit 2 ;;
+esac
 target="${CARGO_TARGET_DIR:-target}"
-venv="$target/nvrtc-venv"
+venv="$target/nvrtc-venv-$feature"
 
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check "$NVRTC_WHEEL"
-lib="$("$venv/bin/python" -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))')"
-if [ ! -e "$lib/libnvrtc.so.12" ]; then
-    echo "no libnvrtc.so.12 in $lib" >&2
+"$venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
+lib="$("$venv/bin/python" -c "import os, $module as m; print(os.path.join(list(m.__path__)[0], 'lib'))")"
+if [ ! -e "$lib/$so" ]; then
+    echo "no $so in $lib" >&2
     exit 1
 fi
 
-cargo build -p dinoedge --features cuda-12060
+cargo build -p dinoedge --features "$feature"
 
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(sm_87 sm_90)

@@ -378,7 +378,11 @@ mod tests {
     /// A textured frame: gradients, a checker pattern and a ramp of colour, in `format`.
     fn textured(format: PixelFormat, w: u32, h: u32) -> Vec<u8> {
         let rgb = |x: u32, y: u32| -> [u8; 3] {
-            let check = if (x / 7 + y / 5) % 2 == 0 { 40 } else { 0 };
+            let check = if (x / 7 + y / 5).is_multiple_of(2) {
+                40
+            } else {
+                0
+            };
             [
                 ((x * 255 / w) as u8).saturating_add(check),
                 ((y * 255 / h) as u8).saturating_sub(check / 2),
@@ -400,7 +404,11 @@ mod tests {
                     }
                     PixelFormat::Yuyv422 => {
                         // Luma from the gradient, chroma from the pattern; U on even, V on odd.
-                        let chroma = if x % 2 == 0 { 16 + b / 2 } else { 100 + r / 3 };
+                        let chroma = if x.is_multiple_of(2) {
+                            16 + b / 2
+                        } else {
+                            100 + r / 3
+                        };
                         data.extend_from_slice(&[16 + g / 2, chroma]);
                     }
                 }
