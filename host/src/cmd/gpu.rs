@@ -67,6 +67,9 @@ mod with_cuda {
         /// Architecture to compile for: sm_87 (Orin), sm_90, compute_87... Repeatable.
         #[arg(long = "arch", default_values = ["sm_87"])]
         archs: Vec<String>,
+        /// Also write each architecture's PTX to DIR/preprocess_ARCH.ptx (e.g. for ptxas).
+        #[arg(long, value_name = "DIR")]
+        ptx_dir: Option<PathBuf>,
     }
 
     #[derive(Debug, Args)]
@@ -101,12 +104,19 @@ mod with_cuda {
         for arch in &args.archs {
             let start = Instant::now();
             match compile_preprocess_ptx(arch) {
-                Ok(ptx) => println!(
-                    "{arch}: {} bytes of PTX, kernels {} ({:.0} ms)",
-                    ptx.len(),
-                    KERNEL_NAMES.join(", "),
-                    start.elapsed().as_secs_f64() * 1e3
-                ),
+                Ok(ptx) => {
+                    println!(
+                        "{arch}: {} bytes of PTX, kernels {} ({:.0} ms)",
+                        ptx.len(),
+                        KERNEL_NAMES.join(", "),
+                        start.elapsed().as_secs_f64() * 1e3
+                    );
+                    if let Some(dir) = &args.ptx_dir {
+                        let path = dir.join(format!("preprocess_{arch}.ptx"));
+                        std::fs::write(&path, &ptx)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                }
                 Err(e) => {
                     eprintln!("{arch}: {e}");
                     failed = true;
