@@ -395,3 +395,24 @@ impl GpuPreprocessor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preprocessor_can_move_to_a_pipeline_thread() {
+        fn send<T: Send>() {}
+        send::<GpuPreprocessor>();
+    }
+
+    #[test]
+    fn timings_add_up() {
+        let t = GpuTimings {
+            h2d_ms: 0.25,
+            kernels_ms: 0.5,
+            d2h_ms: 0.125,
+        };
+        assert_eq!(t.total_ms(), 0.875);
+    }
+}
