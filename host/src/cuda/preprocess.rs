@@ -214,6 +214,7 @@ impl GpuPreprocessor {
             .as_ref()
             .is_none_or(|f| f.device.len() != frame.data.len())
         {
+            // The old buffers go first so that both never hold memory at once.
             self.frame = None;
             self.frame = Some(FrameBuffers {
                 staging: ffi::alloc_pinned(&self.ctx, frame.data.len(), true)?,
