@@ -5,8 +5,9 @@
 //! grows around it: the link, preprocessing, the DINOv3 backbone, heads, results, record and
 //! replay. It holds [`link`], the host's end of the link (serial or TCP, handshake,
 //! credits, reassembly, clock offset, reconnection); [`backbone`], DINOv3 ViT weights, graph and
-//! tract runtime; and [`wire_tools`]: making synthetic link captures as an edge would send them,
-//! and inspecting captures packet by packet, with every loss explained.
+//! tract runtime; with a `cuda-*` feature, `cuda`, preprocessing on the GPU; and [`wire_tools`]:
+//! making synthetic link captures as an edge would send them, and inspecting captures packet by
+//! packet, with every loss explained.
 //!
 //! The binary `dinoedge` (`src/main.rs`, `src/cmd/`) is a thin command-line layer over this
 //! library.
@@ -14,6 +15,8 @@
 pub use dinoedge_proto as proto;
 
 pub mod backbone;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod doctor;
 pub mod engine;
 pub mod heads;

@@ -5,6 +5,7 @@ mod bench_model;
 mod doctor;
 mod engine;
 mod features;
+mod gpu;
 mod import;
 mod link;
 mod model;
@@ -65,6 +66,9 @@ enum Command {
     /// power mode, serial devices) and which engine `auto` picks, and why. Exit 0 when the
     /// default pipeline can run.
     Doctor(doctor::DoctorArgs),
+    /// The GPU preprocessing: compile its kernels with NVRTC (no GPU needed), or compare it with
+    /// the CPU on images and time it. Needs a build with a `cuda-*` feature.
+    Gpu(gpu::GpuCommand),
     /// Print the protocol and software versions.
     Version,
 }
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => run::run(args.into()),
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Gpu(cmd) => gpu::run(cmd),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

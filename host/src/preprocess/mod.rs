@@ -7,6 +7,7 @@
 //! normalise with the ImageNet mean and std, as transformers' DINOv3 image processor does.
 
 mod convert;
+pub mod resample;
 mod roi;
 
 use std::path::Path;
@@ -113,6 +114,17 @@ impl PreprocessConfig {
     }
 }
 
+impl PreprocessConfig {
+    /// (scale, offset) per channel, taking a 0-255 pixel value to its normalised value:
+    /// `value * scale + offset`.
+    pub fn affine(&self) -> [(f32, f32); 3] {
+        std::array::from_fn(|c| {
+            let s = 1.0 / (255.0 * self.std[c]);
+            (s, -self.mean[c] / self.std[c])
+        })
+    }
+}
+
 /// Turns frames into normalised NCHW f32, reusing its buffers from frame to frame.
 pub struct Preprocessor {
     config: PreprocessConfig,
@@ -134,10 +146,7 @@ impl std::fmt::Debug for Preprocessor {
 impl Preprocessor {
     /// A preprocessor for one model size and region of interest.
     pub fn new(config: PreprocessConfig) -> Self {
-        let affine = std::array::from_fn(|c| {
-            let s = 1.0 / (255.0 * config.std[c]);
-            (s, -config.mean[c] / config.std[c])
-        });
+        let affine = config.affine();
         Preprocessor {
             resized: vec![0; config.size.height * config.size.width * 3],
             config,
@@ -155,29 +164,8 @@ impl Preprocessor {
     /// Writes one frame as `[3, H, W]` into `out` (one item of a batch).
     pub fn run_into(&mut self, frame: FrameRef, out: &mut [f32]) -> Result<(), PreprocessError> {
         let (h, w) = (self.config.size.height, self.config.size.width);
-        if out.len() != 3 * h * w {
-            return Err(PreprocessError::OutputLength {
-                expected: 3 * h * w,
-                found: out.len(),
-                size: self.config.size,
-            });
-        }
-        check_len(frame.format, frame.width, frame.height, frame.data)?;
-        let rect = match &self.config.roi {
-            None => Rect {
-                x: 0,
-                y: 0,
-                width: frame.width,
-                height: frame.height,
-            },
-            Some(roi) => roi.bounds(frame.width, frame.height).ok_or_else(|| {
-                PreprocessError::RoiOutside {
-                    roi: roi.to_string(),
-                    width: frame.width,
-                    height: frame.height,
-                }
-            })?,
-        };
+        check_output(self.config.size, out.len())?;
+        let rect = checked_rect(self.config.roi.as_ref(), frame)?;
         convert::to_rgb(frame.format, frame.width, frame.data, rect, &mut self.rgb);
         if let Some(roi) = self.config.roi.filter(Roi::masks) {
             for (i, px) in self.rgb.chunks_exact_mut(3).enumerate() {
@@ -220,6 +208,41 @@ impl Preprocessor {
             .ok_or_else(|| PreprocessError::Resize("non-contiguous output".into()))?;
         self.run_into(frame, slice)?;
         Ok(out)
+    }
+}
+
+/// The output length for one `[3, H, W]` item, or the error naming the mismatch.
+pub(crate) fn check_output(size: InputSize, found: usize) -> Result<(), PreprocessError> {
+    let expected = 3 * size.height * size.width;
+    if found != expected {
+        return Err(PreprocessError::OutputLength {
+            expected,
+            found,
+            size,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the frame's length and returns the rectangle to crop: the region's bounds, or the
+/// whole frame without one.
+pub(crate) fn checked_rect(roi: Option<&Roi>, frame: FrameRef) -> Result<Rect, PreprocessError> {
+    check_len(frame.format, frame.width, frame.height, frame.data)?;
+    match roi {
+        None => Ok(Rect {
+            x: 0,
+            y: 0,
+            width: frame.width,
+            height: frame.height,
+        }),
+        Some(roi) => {
+            roi.bounds(frame.width, frame.height)
+                .ok_or_else(|| PreprocessError::RoiOutside {
+                    roi: roi.to_string(),
+                    width: frame.width,
+                    height: frame.height,
+                })
+        }
     }
 }
 
