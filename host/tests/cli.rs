@@ -178,6 +178,15 @@ fn model_init_export_features_and_bench_model() {
     assert_eq!(v["precision"], "fp32", "{out}");
     assert!(v["device"].as_str().unwrap().contains(':'), "{out}");
     assert_eq!(v["graph_hash"].as_str().unwrap().len(), 16, "{out}");
+    // The plan's ops, counted: the CPU plan has its matmuls and nothing of a GPU's.
+    let ops = v["ops"].as_object().unwrap();
+    assert!(
+        ops.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 10,
+        "{out}"
+    );
+    if v["engine"] == "cpu" {
+        assert!(ops.keys().all(|k| !k.starts_with("Cuda")), "{out}");
+    }
     assert!(v["median_ms"].as_f64().unwrap() > 0.0);
     assert!(v["fps"].as_f64().unwrap() > 0.0);
 

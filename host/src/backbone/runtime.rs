@@ -94,6 +94,11 @@ impl OnnxFile {
         &self.engine
     }
 
+    /// How many nodes of each op the engine's plan runs (see [`Backbone::op_census`]).
+    pub fn op_census(&self) -> std::collections::BTreeMap<String, usize> {
+        engine::op_census(&*self.plan)
+    }
+
     /// A state to run batches with; keep one per worker thread.
     pub fn state(&self) -> Result<OnnxFileState, BackboneError> {
         Ok(OnnxFileState {
@@ -199,6 +204,12 @@ impl Backbone {
     /// The engine that runs it, how, and why.
     pub fn engine(&self) -> &EngineInfo {
         &self.engine
+    }
+
+    /// How many nodes of each op the engine's plan runs, by op name: on a GPU engine, which
+    /// ops it took over and which it left on the CPU.
+    pub fn op_census(&self) -> std::collections::BTreeMap<String, usize> {
+        engine::op_census(&*self.plan)
     }
 
     /// Runs one batch of zeros on a fresh state, so that the engine compiles its kernels and

@@ -62,6 +62,13 @@ impl Prepared {
             Prepared::File(f) => f.engine(),
         }
     }
+
+    fn op_census(&self) -> std::collections::BTreeMap<String, usize> {
+        match self {
+            Prepared::Model(b) => b.op_census(),
+            Prepared::File(f) => f.op_census(),
+        }
+    }
 }
 
 pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
@@ -193,7 +200,9 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             "device": engine.device,
             "graph_hash": engine.graph_hash,
             "engine_requested": engine.requested,
-            "not_taken": engine.not_taken,
+            "engines_not_taken": engine.not_taken,
+            // Nodes per op in the engine's plan: which ops a GPU engine took over.
+            "ops": backbone.op_census(),
         });
         let mut v = v;
         // The graph's op forms apply only where dinoedge built the graph.

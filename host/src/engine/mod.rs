@@ -222,6 +222,18 @@ pub fn auto_choice() -> (EngineKind, Vec<NotTaken>) {
     }
 }
 
+/// How many nodes of each op the prepared plan runs, by the op's name (e.g. which ops a GPU
+/// engine took over and which it left on the CPU); empty where the plan does not say.
+pub(crate) fn op_census(runnable: &dyn Runnable) -> std::collections::BTreeMap<String, usize> {
+    let mut census = std::collections::BTreeMap::new();
+    if let Some(model) = runnable.typed_model() {
+        for node in &model.nodes {
+            *census.entry(node.op.name().into_owned()).or_insert(0) += 1;
+        }
+    }
+    census
+}
+
 /// A graph prepared by one engine: shared by every worker's state.
 #[derive(Clone)]
 pub(crate) struct Prepared {
