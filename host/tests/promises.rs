@@ -391,6 +391,8 @@ fn check_report(r: &Value) {
         "peak_rss_mib",
         "policy",
         "precision",
+        "preprocess_device",
+        "preprocess_moved_to_cpu",
         "random_weights",
         "recording_damage",
         "results_not_queued",
@@ -428,6 +430,10 @@ fn check_report(r: &Value) {
     );
     assert_eq!(r["engine_requested"], "auto", "{r}");
     assert!(r["degraded"].is_null(), "no GPU fault, no fallback: {r}");
+    // Frames are preprocessed where the engine runs.
+    let on_gpu = if engine == "cuda" { "gpu" } else { "cpu" };
+    assert_eq!(r["preprocess_device"], on_gpu, "{r}");
+    assert!(r["preprocess_moved_to_cpu"].is_null(), "{r}");
     let passed_over: Vec<&str> = r["engines_not_taken"]
         .as_array()
         .unwrap()

@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use crate::link::{LinkConfig, LiveSource, Source, Transport};
-use crate::preprocess::{PreprocessConfig, Preprocessor};
+use crate::preprocess::{FramePreprocessor, PreprocessConfig};
 use crate::recording::{Gating, Pace, RecordingError, ReplaySource, SharedRecording, TappedSource};
 
 use self::stage::engine::{Degraded, EngineFault, EngineWorker};
 use self::stage::ingest::Ingest;
 use self::stage::output::Output;
-use self::stage::preprocess::Preprocess;
+use self::stage::preprocess::{MovedToCpu, Preprocess};
 use self::stage::{Cancel, Clock, Counters, DropReason};
 
 pub use analyze::{Head, HeadOutput, HeadRunError, Models, ModelsError, NamedHead, best};
@@ -275,14 +275,25 @@ pub fn run(
         "ingest",
         spawn("ingest".into(), Box::new(move || ingest.run(&handle)))?,
     ));
+    // Next to a GPU engine, frames are preprocessed on the GPU too.
+    let (preprocessor, not_on_gpu) = FramePreprocessor::new(
+        PreprocessConfig {
+            roi: config.roi,
+            ..PreprocessConfig::new(models.backbone.size())
+        },
+        models.backbone.engine().engine == crate::engine::EngineKind::Cuda,
+    );
+    if let Some(why) = not_on_gpu {
+        tracing::warn!("{why}");
+    }
+    let preprocess_device = preprocessor.device();
+    let moved_to_cpu: Arc<Mutex<Option<MovedToCpu>>> = Arc::default();
     let preprocess = Preprocess {
         input: q1.clone(),
         next: q2.clone(),
         failed: out_tx.clone(),
-        preprocessor: Preprocessor::new(PreprocessConfig {
-            roi: config.roi,
-            ..PreprocessConfig::new(models.backbone.size())
-        }),
+        preprocessor,
+        moved_to_cpu: moved_to_cpu.clone(),
         counters: counters.clone(),
         clock,
         cancel: cancel.clone(),
@@ -360,6 +371,8 @@ pub fn run(
     }
     report.engine = Some(models.backbone.engine().clone());
     report.degraded = degraded.lock().ok().and_then(|d| d.clone());
+    report.preprocess_device = preprocess_device.to_owned();
+    report.preprocess_moved_to_cpu = moved_to_cpu.lock().ok().and_then(|m| m.clone());
     let elapsed = totals.elapsed_s.max(1e-9);
     report.elapsed_s = totals.elapsed_s;
     report.frames_received = counters.received_total();

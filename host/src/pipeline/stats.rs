@@ -167,6 +167,10 @@ pub struct PipelineReport {
     /// Since which frame the run has been on the CPU fallback after a GPU fault, and why
     /// (`null` when it never was).
     pub degraded: Option<crate::pipeline::stage::engine::Degraded>,
+    /// Where frames were preprocessed: `cpu`, or `gpu` next to a GPU engine.
+    pub preprocess_device: String,
+    /// Since which frame GPU preprocessing has been on the CPU after a GPU error, and why.
+    pub preprocess_moved_to_cpu: Option<crate::pipeline::stage::preprocess::MovedToCpu>,
     /// The policy.
     pub policy: String,
     /// Wall time, seconds.

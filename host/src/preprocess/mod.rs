@@ -7,6 +7,7 @@
 //! normalise with the ImageNet mean and std, as transformers' DINOv3 image processor does.
 
 mod convert;
+mod device;
 pub mod resample;
 mod roi;
 
@@ -19,6 +20,7 @@ use ndarray::Array4;
 
 use crate::backbone::InputSize;
 pub use convert::Rect;
+pub use device::FramePreprocessor;
 pub use roi::Roi;
 
 /// ImageNet mean, per RGB channel, of pixels scaled to [0, 1].

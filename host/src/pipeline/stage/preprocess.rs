@@ -1,12 +1,21 @@
 //! Preprocessing: one thread, overlapping the engine's work on earlier frames.
 
-use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 
 use super::{AbortOnPanic, Cancel, Clock, Counters, DropReason, Job};
 use crate::pipeline::handoff::Handoff;
 use crate::pipeline::record::{FrameFailure, FrameOutcome, FrameRecord};
-use crate::preprocess::{FrameRef, Preprocessor};
+use crate::preprocess::{FramePreprocessor, FrameRef};
+
+/// Since when GPU preprocessing has been on the CPU, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MovedToCpu {
+    /// The first frame preprocessed on the CPU.
+    pub from_seq: u32,
+    /// The GPU's error.
+    pub reason: String,
+}
 
 /// The preprocessing stage.
 pub struct Preprocess {
@@ -16,9 +25,11 @@ pub struct Preprocess {
     pub next: Arc<Handoff<Job>>,
     /// Frames that failed go straight to the output stage.
     pub failed: SyncSender<FrameRecord>,
-    /// The preprocessor (size, region of interest, normalisation); its region of interest
-    /// gives the crop the model sees.
-    pub preprocessor: Preprocessor,
+    /// The preprocessor (size, region of interest, normalisation), on the CPU or the GPU; its
+    /// region of interest gives the crop the model sees.
+    pub preprocessor: FramePreprocessor,
+    /// Set when GPU preprocessing failed and moved to the CPU.
+    pub moved_to_cpu: Arc<Mutex<Option<MovedToCpu>>>,
     /// Shared counters.
     pub counters: Arc<Counters>,
     /// The clock.
@@ -44,7 +55,17 @@ impl Preprocess {
             if let Some(rect) = roi.and_then(|r| r.bounds(frame.width, frame.height)) {
                 job.crop = rect;
             }
-            match self.preprocessor.run(frame) {
+            let (result, moved) = self.preprocessor.run(frame);
+            if let Some(reason) = moved {
+                tracing::error!("{reason}");
+                if let Ok(mut m) = self.moved_to_cpu.lock() {
+                    m.get_or_insert(MovedToCpu {
+                        from_seq: start.seq,
+                        reason,
+                    });
+                }
+            }
+            match result {
                 Ok(pixels) => {
                     job.pixels = Some(pixels);
                     job.stamps.preprocessed_us = self.clock.now_us();

@@ -17,7 +17,7 @@ use crate::backbone::InputSize;
 use crate::link::{LinkEvent, ReceivedFrame};
 use crate::pipeline::handoff::{Handoff, Overflow};
 use crate::pipeline::record::{FrameFailure, FrameOutcome};
-use crate::preprocess::{PreprocessConfig, Preprocessor, Rect};
+use crate::preprocess::{FramePreprocessor, PreprocessConfig, Preprocessor, Rect};
 
 fn frame(seq: u32, width: u16, height: u16, data: Vec<u8>) -> Box<Frame> {
     Box::new(Frame {
@@ -140,7 +140,10 @@ fn preprocess_hands_good_frames_on_and_fails_a_bad_one_by_itself() {
         input,
         next: next.clone(),
         failed: failed_tx,
-        preprocessor: Preprocessor::new(PreprocessConfig::new(InputSize::new(16, 16))),
+        preprocessor: FramePreprocessor::Cpu(Preprocessor::new(PreprocessConfig::new(
+            InputSize::new(16, 16),
+        ))),
+        moved_to_cpu: Default::default(),
         counters,
         clock: Clock::new(Instant::now()),
         cancel,
