@@ -155,23 +155,39 @@ __device__ void vertical(const float *rows, unsigned int out_w, unsigned int ox,
     }
 }
 
+// Kernel 2's work for the pixel this thread owns: filtered vertically and normalised into
+// `value`, with its index in a channel plane and the plane's size; false past the output.
+__device__ bool column_pixel(
+    const float *rows, unsigned int out_w, unsigned int out_h,
+    const unsigned int *v_starts, const float *v_weights, unsigned int v_taps,
+    float s0, float s1, float s2, float o0, float o1, float o2,
+    float value[3], unsigned long long *i, unsigned long long *plane)
+{
+    unsigned int ox = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned int oy = blockIdx.y * blockDim.y + threadIdx.y;
+    if (ox >= out_w || oy >= out_h) {
+        return false;
+    }
+    const float scale[3] = {s0, s1, s2};
+    const float offset[3] = {o0, o1, o2};
+    vertical(rows, out_w, ox, oy, v_starts, v_weights, v_taps, scale, offset, value);
+    *plane = (unsigned long long)out_w * out_h;
+    *i = (unsigned long long)oy * out_w + ox;
+    return true;
+}
+
 // Kernel 2, one thread per output pixel: filter vertically, normalise, write NCHW f32.
 extern "C" __global__ void dinoedge_preprocess_columns_f32(
     const float *rows, unsigned int out_w, unsigned int out_h,
     const unsigned int *v_starts, const float *v_weights, unsigned int v_taps,
     float s0, float s1, float s2, float o0, float o1, float o2, float *out)
 {
-    unsigned int ox = blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned int oy = blockIdx.y * blockDim.y + threadIdx.y;
-    if (ox >= out_w || oy >= out_h) {
+    float value[3];
+    unsigned long long i, plane;
+    if (!column_pixel(rows, out_w, out_h, v_starts, v_weights, v_taps, s0, s1, s2, o0, o1, o2,
+                      value, &i, &plane)) {
         return;
     }
-    const float scale[3] = {s0, s1, s2};
-    const float offset[3] = {o0, o1, o2};
-    float value[3];
-    vertical(rows, out_w, ox, oy, v_starts, v_weights, v_taps, scale, offset, value);
-    unsigned long long plane = (unsigned long long)out_w * out_h;
-    unsigned long long i = (unsigned long long)oy * out_w + ox;
     for (int c = 0; c < 3; ++c) {
         out[c * plane + i] = value[c];
     }
@@ -191,17 +207,12 @@ extern "C" __global__ void dinoedge_preprocess_columns_f16(
     const unsigned int *v_starts, const float *v_weights, unsigned int v_taps,
     float s0, float s1, float s2, float o0, float o1, float o2, unsigned short *out)
 {
-    unsigned int ox = blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned int oy = blockIdx.y * blockDim.y + threadIdx.y;
-    if (ox >= out_w || oy >= out_h) {
+    float value[3];
+    unsigned long long i, plane;
+    if (!column_pixel(rows, out_w, out_h, v_starts, v_weights, v_taps, s0, s1, s2, o0, o1, o2,
+                      value, &i, &plane)) {
         return;
     }
-    const float scale[3] = {s0, s1, s2};
-    const float offset[3] = {o0, o1, o2};
-    float value[3];
-    vertical(rows, out_w, ox, oy, v_starts, v_weights, v_taps, scale, offset, value);
-    unsigned long long plane = (unsigned long long)out_w * out_h;
-    unsigned long long i = (unsigned long long)oy * out_w + ox;
     for (int c = 0; c < 3; ++c) {
         out[c * plane + i] = to_half(value[c]);
     }

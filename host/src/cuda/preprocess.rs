@@ -11,7 +11,7 @@ use cudarc::driver::{
 use half::f16;
 
 use super::GpuError;
-use super::ffi::{self, ColumnsPass, RowsPass};
+use super::ffi::{self, ColumnsOutput, ColumnsPass, RowsPass};
 use super::kernels::{self, COLUMNS_F16_KERNEL, COLUMNS_F32_KERNEL, ROWS_KERNEL};
 use crate::preprocess::resample::{MaskParams, ResamplePlan, format_code};
 use crate::preprocess::{FrameRef, PreprocessConfig, PreprocessError, check_output, checked_rect};
@@ -290,56 +290,20 @@ impl GpuPreprocessor {
         )?;
         let out_w = out_w as u32;
         match precision {
-            Precision::F32 => {
-                let out = self
-                    .out_f32
-                    .as_mut()
-                    .ok_or_else(|| GpuError::Launch("no f32 output".into()))?;
-                ffi::launch_columns(
-                    stream,
-                    &self.f32_fn,
-                    ColumnsPass {
-                        rows,
-                        out_w,
-                        plan: &plan.plan.vertical,
-                        starts: &plan.v_starts,
-                        weights: &plan.v_weights,
-                        affine: self.affine,
-                        out: &mut out.device,
-                    },
-                )?;
-                computed
-                    .record(stream)
-                    .map_err(GpuError::driver("timing event"))?;
-                stream
-                    .memcpy_dtoh(&out.device, &mut out.host)
-                    .map_err(GpuError::driver("copying the output from the GPU"))?;
-            }
-            Precision::F16 => {
-                let out = self
-                    .out_f16
-                    .as_mut()
-                    .ok_or_else(|| GpuError::Launch("no f16 output".into()))?;
-                ffi::launch_columns(
-                    stream,
-                    &self.f16_fn,
-                    ColumnsPass {
-                        rows,
-                        out_w,
-                        plan: &plan.plan.vertical,
-                        starts: &plan.v_starts,
-                        weights: &plan.v_weights,
-                        affine: self.affine,
-                        out: &mut out.device,
-                    },
-                )?;
-                computed
-                    .record(stream)
-                    .map_err(GpuError::driver("timing event"))?;
-                stream
-                    .memcpy_dtoh(&out.device, &mut out.host)
-                    .map_err(GpuError::driver("copying the output from the GPU"))?;
-            }
+            Precision::F32 => columns_pass(
+                stream,
+                &self.f32_fn,
+                (rows, out_w, plan, self.affine),
+                self.out_f32.as_mut(),
+                computed,
+            )?,
+            Precision::F16 => columns_pass(
+                stream,
+                &self.f16_fn,
+                (rows, out_w, plan, self.affine),
+                self.out_f16.as_mut(),
+                computed,
+            )?,
         }
         downloaded
             .record(stream)
@@ -395,6 +359,37 @@ impl GpuPreprocessor {
             host: ffi::alloc_pinned(&self.ctx, len, false)?,
         })
     }
+}
+
+/// Kernel 2 into `out` (f32, or u16 holding half bits, as `func` writes), then the copy back
+/// to the host, with the event between them that ends the kernels' timing.
+fn columns_pass<T: ColumnsOutput>(
+    stream: &Arc<CudaStream>,
+    func: &CudaFunction,
+    (rows, out_w, plan, affine): (&CudaSlice<f32>, u32, &DevicePlan, [(f32, f32); 3]),
+    out: Option<&mut OutputBuffers<T>>,
+    computed: &CudaEvent,
+) -> Result<(), GpuError> {
+    let out = out.ok_or_else(|| GpuError::Launch("no output buffers".into()))?;
+    ffi::launch_columns(
+        stream,
+        func,
+        ColumnsPass {
+            rows,
+            out_w,
+            plan: &plan.plan.vertical,
+            starts: &plan.v_starts,
+            weights: &plan.v_weights,
+            affine,
+            out: &mut out.device,
+        },
+    )?;
+    computed
+        .record(stream)
+        .map_err(GpuError::driver("timing event"))?;
+    stream
+        .memcpy_dtoh(&out.device, &mut out.host)
+        .map_err(GpuError::driver("copying the output from the GPU"))
 }
 
 #[cfg(test)]
