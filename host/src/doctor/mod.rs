@@ -1,7 +1,9 @@
 //! What this machine offers dinoedge and what dinoedge will do with it: the CPU, the NVIDIA
 //! driver and GPU, which CUDA libraries and toolkit headers are present (found by looking for
 //! their files, never by loading them, so a machine without CUDA cannot crash it), the Jetson
-//! release and power mode, serial devices, and the engine `auto` picks, with why.
+//! release and power mode, serial devices, and the engine `auto` picks, with why (from
+//! [`crate::engine::auto_choice`], which in a CUDA build opens the driver through a check that
+//! returns an error rather than aborting).
 
 mod probe;
 
