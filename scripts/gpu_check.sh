@@ -4,14 +4,15 @@
 # as soon as it ends, so a run cut short still returns what it measured. What comes back from
 # $OUT: steps.jsonl (one line per step: name, exit code, seconds), log.txt (every step's output),
 # env.txt, doctor.json, kernels.txt (NVRTC for the device), preprocess.jsonl (GPU preprocessing
-# against the CPU path, with timings), parity.jsonl (features --engine cuda against --engine cpu),
+# against the CPU path, with timings), parity.jsonl (features --engine cuda, fp32 and fp16, against
+# --engine cpu),
 # bench.jsonl (bench-model --json, both engines, batch 1 and 8), anchor.jsonl (PyTorch's
 # DINOv3ViTModel on the same GPU, same random weights), pipeline.json (bench on the echo cine
 # with --engine cuda).
 #
 # Here, once (about 25 minutes cold on two cores): bash scripts/gpu_prepare.sh
 # Then the device tool: carry [".gpu"], command "bash scripts/gpu_check.sh", timeout_s 540 (the
-# steps below stay under 8 minutes).
+# steps are ordered so that a run cut off at its limit keeps the most telling results).
 set -u
 OUT=${OUT:-target/gpu-check}
 BIN=${DINOEDGE:-.gpu/dinoedge}
@@ -67,6 +68,7 @@ for arch in vits16 vitb16; do
     step "init-$arch" 120 "$BIN" model init --arch "$arch" --seed 0 -o "$WORK/$arch"
 done
 threads=$(nproc)
+# Most telling first: a run cut off at the limit still returns these.
 # features on both engines from the same preprocessed real frames, compared in numpy.
 for size in 224x224 448x448; do
     if [ -d "$IMAGES" ]; then
@@ -74,38 +76,43 @@ for size in 224x224 448x448; do
             -o "$WORK/pixels-$size.npy"
     fi
     for arch in vits16 vitb16; do
-        for engine in cpu cuda; do
-            step "features-$engine-$arch-$size" 120 "$BIN" features --engine $engine \
-                --model "$WORK/$arch" --input "$WORK/pixels-$size.npy" --threads "$threads" \
-                --output "$WORK/features-$engine-$arch-$size.npy"
+        for variant in cpu-fp32 cuda-fp32 cuda-fp16; do
+            engine=${variant%-*} precision=${variant#*-}
+            step "features-$variant-$arch-$size" 120 "$BIN" features --engine $engine \
+                --precision $precision --model "$WORK/$arch" --input "$WORK/pixels-$size.npy" \
+                --threads "$threads" --output "$WORK/features-$variant-$arch-$size.npy"
         done
-        step "parity-$arch-$size" 30 sh -c "python3 scripts/gpu_parity.py \
-            \"$WORK/features-cpu-$arch-$size.npy\" \"$WORK/features-cuda-$arch-$size.npy\" \
-            --label $arch-$size >> \"$OUT/parity.jsonl\""
-    done
-done
-for batch in 1 8; do
-    for arch in vits16 vitb16; do
-        for size in 224x224 448x448; do
-            step "cuda-$arch-$size-b$batch" 90 sh -c "\"$BIN\" bench-model --engine cuda \
-                --model \"$WORK/$arch\" --size $size --batch $batch --runs 30 --warmup 3 \
-                --json >> \"$OUT/bench.jsonl\""
+        for variant in cuda-fp32 cuda-fp16; do
+            step "parity-$variant-$arch-$size" 30 sh -c "python3 scripts/gpu_parity.py \
+                \"$WORK/features-cpu-fp32-$arch-$size.npy\" \
+                \"$WORK/features-$variant-$arch-$size.npy\" \
+                --label $variant-$arch-$size >> \"$OUT/parity.jsonl\""
         done
     done
 done
+bench() { # NAME ENGINE PRECISION ARCH SIZE BATCH RUNS
+    step "bench-$1" 90 sh -c "\"$BIN\" bench-model --engine $2 --precision $3 \
+        --model \"$WORK/$4\" --size $5 --batch $6 --runs $7 --warmup 3 --threads $threads \
+        --json >> \"$OUT/bench.jsonl\""
+}
 for arch in vits16 vitb16; do
     for size in 224x224 448x448; do
-        step "cpu-$arch-$size-b1" 90 sh -c "\"$BIN\" bench-model --engine cpu \
-            --model \"$WORK/$arch\" --size $size --threads $threads --runs 10 --warmup 2 \
-            --json >> \"$OUT/bench.jsonl\""
+        bench "cuda-fp32-$arch-$size-b1" cuda fp32 $arch $size 1 30
     done
 done
-step cpu-vits16-224x224-b8 90 sh -c "\"$BIN\" bench-model --engine cpu --model \"$WORK/vits16\" \
-    --size 224x224 --batch 8 --threads $threads --runs 5 --warmup 1 --json >> \"$OUT/bench.jsonl\""
 for arch in vits16 vitb16; do
     step "anchor-$arch" 150 sh -c "python3 scripts/gpu_anchor.py --model \"$WORK/$arch\" \
         >> \"$OUT/anchor.jsonl\""
 done
+for arch in vits16 vitb16; do
+    for size in 224x224 448x448; do
+        bench "cuda-fp32-$arch-$size-b8" cuda fp32 $arch $size 8 20
+        bench "cpu-fp32-$arch-$size-b1" cpu fp32 $arch $size 1 10
+    done
+    bench "cuda-fp16-$arch-224x224-b1" cuda fp16 $arch 224x224 1 30
+    bench "cuda-fp16-$arch-224x224-b8" cuda fp16 $arch 224x224 8 20
+done
+bench cpu-fp32-vits16-224x224-b8 cpu fp32 vits16 224x224 8 5
 step pipeline-cuda 120 sh -c "\"$BIN\" bench --engine cuda --out \"$WORK/bench-cuda\" \
     && cp \"$WORK/bench-cuda/report.json\" \"$OUT/pipeline.json\""
 echo "== done" | tee -a "$OUT/log.txt"

@@ -10,7 +10,7 @@ use tract_onnx::tract_core::runtime::{Runnable, State};
 
 use super::graph::{GraphOptions, INPUT_NAME, build_graph};
 use super::{BackboneError, Dinov3Config, InputSize, ModelDir};
-use crate::engine::{self, EngineInfo, EngineRequest, Graph};
+use crate::engine::{self, EngineInfo, EngineRequest, Graph, Precision};
 
 /// How to prepare the backbone for running.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct RuntimeOptions {
     pub threads: usize,
     /// Which engine runs the graph.
     pub engine: EngineRequest,
+    /// The precision it runs in.
+    pub precision: Precision,
     /// Op forms and extra outputs; the default is the form tract runs fastest (keys padded to
     /// [`super::graph::TRACT_KEY_MULTIPLE`]), where an export defaults to the plain graph.
     pub graph: GraphOptions,
@@ -32,6 +34,7 @@ impl Default for RuntimeOptions {
             batch: 1,
             threads: 1,
             engine: EngineRequest::Auto,
+            precision: Precision::Fp32,
             graph: GraphOptions {
                 key_multiple: super::graph::TRACT_KEY_MULTIPLE,
                 ..GraphOptions::default()
@@ -74,14 +77,16 @@ pub struct OnnxFile {
 }
 
 impl OnnxFile {
-    /// Reads `path` and prepares it for inputs of `shape` on the engine `request` names.
+    /// Reads `path` and prepares it for inputs of `shape` on the engine `request` names, in
+    /// `precision`.
     pub fn load(
         path: &std::path::Path,
         shape: [usize; 4],
         threads: usize,
         request: EngineRequest,
+        precision: Precision,
     ) -> Result<Self, BackboneError> {
-        let prepared = engine::prepare(request, Graph::File(path), shape, threads)?;
+        let prepared = engine::prepare(request, Graph::File(path), shape, threads, precision)?;
         Ok(OnnxFile {
             shape,
             plan: prepared.runnable,
@@ -124,7 +129,7 @@ impl OnnxFileState {
                 found: pixels.shape().to_vec(),
             });
         }
-        let input = Tensor::from(pixels.to_owned()).into_tvalue();
+        let input = engine_input(&*self.state, pixels)?;
         let out = self
             .state
             .run(tvec![input])
@@ -154,6 +159,7 @@ impl Backbone {
             Graph::Built(&proto),
             [options.batch, 3, size.height, size.width],
             options.threads,
+            options.precision,
         )?;
         Ok(Backbone {
             config: model.config.clone(),
@@ -264,15 +270,14 @@ impl BackboneState {
                 found: pixels.shape().to_vec(),
             });
         }
-        let input = Tensor::from(pixels.to_owned()).into_tvalue();
+        let input = engine_input(&*self.state, pixels)?;
         let outputs = self
             .state
             .run(tvec![input])
             .map_err(BackboneError::runtime)?;
         let mut arrays = Vec::with_capacity(outputs.len());
         for o in outputs {
-            let a = o
-                .into_tensor()
+            let a = f32_output(o.into_tensor())?
                 .into_plain_array::<f32>()
                 .map_err(BackboneError::runtime)?
                 .into_dimensionality::<ndarray::Ix3>()
@@ -371,4 +376,32 @@ fn grid_of(
     a.slice(s![n, prefix.., ..])
         .into_shape_with_order((hp, wp, d))
         .ok()
+}
+
+/// Pixels as the plan's input wants them: f32, or cast to f16 for a half-precision plan.
+fn engine_input(state: &dyn State, pixels: ArrayView4<f32>) -> Result<TValue, BackboneError> {
+    let input = Tensor::from(pixels.to_owned());
+    let wanted = state
+        .runnable()
+        .input_fact(0)
+        .map_err(BackboneError::runtime)?
+        .datum_type;
+    if wanted == DatumType::F32 {
+        return Ok(input.into_tvalue());
+    }
+    Ok(input
+        .cast_to_dt(wanted)
+        .map_err(BackboneError::runtime)?
+        .into_owned()
+        .into_tvalue())
+}
+
+/// An output as f32 (a half-precision plan's outputs are cast back).
+fn f32_output(t: Tensor) -> Result<Tensor, BackboneError> {
+    if t.datum_type() == DatumType::F32 {
+        return Ok(t);
+    }
+    Ok(t.cast_to::<f32>()
+        .map_err(BackboneError::runtime)?
+        .into_owned())
 }

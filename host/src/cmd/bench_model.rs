@@ -91,6 +91,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                     batch: args.batch,
                     threads: args.threads,
                     engine: args.engine.engine,
+                    precision: args.engine.precision,
                     graph: graph.clone(),
                 },
             )
@@ -103,6 +104,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 shape,
                 args.threads,
                 args.engine.engine,
+                args.engine.precision,
             )?),
             format!("onnx:{}", file.display()),
             false,

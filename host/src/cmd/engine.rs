@@ -1,7 +1,7 @@
 //! `--engine`, shared by every command that runs the backbone, and how the choice is shown.
 
 use clap::Args;
-use dinoedge::engine::{EngineInfo, EngineRequest};
+use dinoedge::engine::{EngineInfo, EngineRequest, Precision};
 
 /// Which engine runs the backbone.
 #[derive(Debug, Args, Clone, Copy)]
@@ -11,6 +11,10 @@ pub struct EngineArgs {
     /// it passed over the others.
     #[arg(long, value_enum, default_value_t = EngineRequest::Auto)]
     pub engine: EngineRequest,
+    /// The precision the engine computes in: fp16 halves weights and activations, keeping the
+    /// normalisations and softmax in fp32 (meant for the GPU; tract emulates it on the CPU).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// The engine's lines for a summary on stderr: what runs the backbone, then each engine `auto`

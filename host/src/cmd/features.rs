@@ -45,6 +45,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
             batch: n,
             threads: args.threads.max(1),
             engine: args.engine.engine,
+            precision: args.engine.precision,
             graph: args.graph.tract_options(n),
         },
     )

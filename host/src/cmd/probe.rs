@@ -23,7 +23,6 @@ use ndarray::{Array2, Axis, concatenate};
 
 use super::engine::{EngineArgs, print_engine};
 use super::model::random_label;
-use dinoedge::engine::EngineRequest;
 
 #[derive(Debug, Subcommand)]
 pub enum ProbeCommand {
@@ -173,11 +172,12 @@ fn backbone_for(
     model: &ModelDir,
     size: InputSize,
     blocks: &[usize],
-    engine: EngineRequest,
+    engine: &EngineArgs,
 ) -> anyhow::Result<Backbone> {
     // Batch 1 and the graph tract runs fastest, with the blocks the head reads.
     let mut options = RuntimeOptions {
-        engine,
+        engine: engine.engine,
+        precision: engine.precision,
         ..RuntimeOptions::default()
     };
     options.graph.intermediate_blocks = blocks.to_vec();
@@ -302,7 +302,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
             blocks: args.blocks.clone(),
         },
     };
-    let backbone = backbone_for(&model, args.size, &args.blocks, args.data.engine.engine)?;
+    let backbone = backbone_for(&model, args.size, &args.blocks, &args.data.engine)?;
     let (ok_idx, feats, per_image_ms) = extract(&backbone, &model, &input, &ds, &idx, &args.data)?;
     let options = FitOptions {
         seed: args.seed,
@@ -448,7 +448,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             args.data.test_fraction
         );
     }
-    let backbone = backbone_for(&model, size, &blocks, args.data.engine.engine)?;
+    let backbone = backbone_for(&model, size, &blocks, &args.data.engine)?;
     let (ok_idx, feats, per_image_ms) =
         extract(&backbone, &model, &spec.input, &ds, &idx, &args.data)?;
     println!(

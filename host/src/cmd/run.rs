@@ -84,6 +84,7 @@ impl ModelArgs {
     pub fn load(&self, threads: usize) -> anyhow::Result<Models> {
         let setup = EngineSetup {
             request: self.engine.engine,
+            precision: self.engine.precision,
             threads,
             on_gpu_fault: self.on_gpu_fault,
         };

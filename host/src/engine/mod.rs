@@ -78,6 +78,8 @@ impl std::fmt::Display for EngineRequest {
 pub struct EngineSetup {
     /// The engine asked for.
     pub request: EngineRequest,
+    /// The precision it computes in.
+    pub precision: Precision,
     /// Threads per run for the CPU engine.
     pub threads: usize,
     /// What a GPU fault does.
@@ -89,6 +91,7 @@ impl EngineSetup {
     pub fn cpu(threads: usize) -> Self {
         EngineSetup {
             request: EngineRequest::Cpu,
+            precision: Precision::Fp32,
             threads,
             on_gpu_fault: GpuFaultPolicy::Exit,
         }
@@ -96,20 +99,31 @@ impl EngineSetup {
 }
 
 /// The numeric precision the engine computes in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats throughout.
     #[default]
     Fp32,
+    /// The engine's own half-precision form of the graph: weights and activations in 16-bit
+    /// floats, with the normalisations (their reductions and scaling) and the attention softmax
+    /// kept in 32-bit, and f32 in and out. For the GPU (on the CPU, tract emulates it slowly).
+    Fp16,
 }
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
         })
     }
+}
+
+/// Ops an FP16 graph keeps in FP32: the LayerNorm's reductions and normalisation, and softmax,
+/// where half precision loses range or accuracy (see `../shared/research/gpu-path.md`).
+fn stays_fp32(op: &str) -> bool {
+    op == "Softmax" || op == "RmsNorm" || op == "LayerNorm" || op.starts_with("Reduce")
 }
 
 /// An engine passed over, and why.
@@ -253,19 +267,29 @@ pub(crate) enum Graph<'a> {
 }
 
 impl Graph<'_> {
-    /// The graph as a typed tract model with a concrete input shape, not yet optimised: each
-    /// engine optimises it for itself.
-    fn typed_model(self, shape: [usize; 4]) -> TractResult<TypedModel> {
+    /// The graph as a typed tract model with a concrete input shape, in `precision`, not yet
+    /// optimised: each engine optimises it for itself.
+    fn typed_model(self, shape: [usize; 4], precision: Precision) -> TractResult<TypedModel> {
         let inference = match self {
             Graph::Built(proto) => tract_onnx::onnx().model_for_proto_model(proto)?,
             Graph::File(path) => tract_onnx::onnx()
                 .model_for_path(path)
                 .map_err(|e| e.context(path.display().to_string()))?,
         };
-        inference
+        let mut model = inference
             .with_input_fact(0, f32::fact(shape).into())?
             .into_typed()?
-            .into_decluttered()
+            .into_decluttered()?;
+        if precision == Precision::Fp16 {
+            use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+            use tract_onnx::tract_core::transform::ModelTransform;
+            FloatPrecisionTranslator::with_filter(DatumType::F32, DatumType::F16, |node| {
+                !stays_fp32(&node.op.name())
+            })
+            .transform(&mut model)?;
+            model = model.into_decluttered()?;
+        }
+        Ok(model)
     }
 
     /// Its hash (see [`graph_hash`]; a file's is the hash of its bytes).
@@ -280,13 +304,14 @@ impl Graph<'_> {
     }
 }
 
-/// Prepares `graph` for inputs of `shape` on the engine `request` names (`auto`: the first
-/// that prepares it). `threads` is the CPU engine's thread count.
+/// Prepares `graph` for inputs of `shape` in `precision` on the engine `request` names
+/// (`auto`: the first that prepares it). `threads` is the CPU engine's thread count.
 pub(crate) fn prepare(
     request: EngineRequest,
     graph: Graph<'_>,
     shape: [usize; 4],
     threads: usize,
+    precision: Precision,
 ) -> Result<Prepared, EngineError> {
     let graph_hash = graph.hash()?;
     let mut not_taken = Vec::new();
@@ -303,12 +328,12 @@ pub(crate) fn prepare(
     };
     let mut last = None;
     for &kind in order {
-        match prepare_on(kind, graph, shape, threads) {
+        match prepare_on(kind, graph, shape, threads, precision) {
             Ok((runnable, device)) => {
                 let info = EngineInfo {
                     requested: request,
                     engine: kind,
-                    precision: Precision::Fp32,
+                    precision,
                     device,
                     graph_hash,
                     not_taken,
@@ -344,6 +369,7 @@ fn prepare_on(
     graph: Graph<'_>,
     shape: [usize; 4],
     threads: usize,
+    precision: Precision,
 ) -> Result<(Arc<dyn Runnable>, String), EngineError> {
     let prepare_error = |e: TractError| EngineError::Prepare {
         engine: kind,
@@ -351,7 +377,7 @@ fn prepare_on(
     };
     match kind {
         EngineKind::Cpu => {
-            let model = graph.typed_model(shape).map_err(prepare_error)?;
+            let model = graph.typed_model(shape, precision).map_err(prepare_error)?;
             cpu::prepare(model, threads).map_err(prepare_error)
         }
         EngineKind::Cuda => {
@@ -363,12 +389,12 @@ fn prepare_on(
             }
             #[cfg(feature = "cuda")]
             {
-                let model = graph.typed_model(shape).map_err(prepare_error)?;
+                let model = graph.typed_model(shape, precision).map_err(prepare_error)?;
                 cuda::prepare(model)
             }
             #[cfg(not(feature = "cuda"))]
             {
-                let _ = (shape, threads);
+                let _ = (shape, threads, precision);
                 Err(EngineError::Unavailable {
                     engine: kind,
                     reason: "this build has no CUDA support".to_owned(),

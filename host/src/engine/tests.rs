@@ -54,7 +54,14 @@ fn auto_says_why_it_passed_over_each_engine_before_the_one_it_took() {
     let model = tiny(1);
     let size = InputSize::new(32, 32);
     let proto = graph(&model, size, 1);
-    let auto = prepare(EngineRequest::Auto, Graph::Built(&proto), [1, 3, 32, 32], 1).unwrap();
+    let auto = prepare(
+        EngineRequest::Auto,
+        Graph::Built(&proto),
+        [1, 3, 32, 32],
+        1,
+        Precision::Fp32,
+    )
+    .unwrap();
     let info = &auto.info;
     assert_eq!(info.requested, EngineRequest::Auto);
     assert_eq!(info.precision, Precision::Fp32);
@@ -85,7 +92,14 @@ fn auto_says_why_it_passed_over_each_engine_before_the_one_it_took() {
     assert!(lines[0].starts_with("tensorrt not taken: "), "{lines:?}");
 
     // An explicit request passes nothing over.
-    let cpu = prepare(EngineRequest::Cpu, Graph::Built(&proto), [1, 3, 32, 32], 1).unwrap();
+    let cpu = prepare(
+        EngineRequest::Cpu,
+        Graph::Built(&proto),
+        [1, 3, 32, 32],
+        1,
+        Precision::Fp32,
+    )
+    .unwrap();
     assert_eq!(cpu.info.engine, EngineKind::Cpu);
     assert!(cpu.info.not_taken.is_empty());
     assert!(cpu.info.summary().starts_with("cpu fp32 on cpu: "));
@@ -154,4 +168,78 @@ fn the_engine_taken_runs_the_same_features_as_the_cpu_and_warms_up() {
         .fold(0.0f32, f32::max);
     // The same engine on this machine gives the same numbers; a GPU within float rounding.
     assert!(worst < 1e-3, "max abs diff {worst}");
+}
+
+#[test]
+fn fp16_keeps_the_normalisations_in_fp32_and_stays_close_to_fp32() {
+    let model = tiny(4);
+    let size = InputSize::new(32, 48);
+    let load = |precision| {
+        Backbone::load(
+            &model,
+            size,
+            &RuntimeOptions {
+                engine: EngineRequest::Cpu,
+                precision,
+                ..RuntimeOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let (full, half) = (load(Precision::Fp32), load(Precision::Fp16));
+    assert_eq!(half.engine().precision, Precision::Fp16);
+    assert!(half.engine().summary().starts_with("cpu fp16 on "));
+    // The same graph, in another precision: the hash names the graph, not its typing.
+    assert_eq!(half.engine().graph_hash, full.engine().graph_hash);
+    // What engines are handed: halves, with the normalisations and softmax still in fp32.
+    let proto = graph(&model, size, 1);
+    let typed = Graph::Built(&proto)
+        .typed_model([1, 3, 32, 48], Precision::Fp16)
+        .unwrap();
+    let mut halves = 0;
+    for node in &typed.nodes {
+        let dt = typed
+            .outlet_fact(OutletId::new(node.id, 0))
+            .unwrap()
+            .datum_type;
+        if stays_fp32(&node.op.name()) {
+            assert_eq!(dt, DatumType::F32, "{} {}", node.name, node.op.name());
+        }
+        halves += usize::from(dt == DatumType::F16 && node.op.name() == "EinSum");
+    }
+    assert!(halves >= 4, "{halves} matmuls in fp16");
+    let pixels = ndarray::Array4::from_shape_fn((1, 3, 32, 48), |(_, c, y, x)| {
+        ((c * 5 + y * 3 + x) as f32 * 0.07).cos() * 1.5
+    });
+    let (a, b) = (
+        full.run(pixels.view()).unwrap(),
+        half.run(pixels.view()).unwrap(),
+    );
+    assert_eq!(a.last_hidden_state.shape(), b.last_hidden_state.shape());
+    let cosine = |x: ndarray::ArrayView1<f32>, y: ndarray::ArrayView1<f32>| {
+        x.dot(&y) / (x.dot(&x).sqrt() * y.dot(&y).sqrt())
+    };
+    for t in 0..a.last_hidden_state.shape()[1] {
+        let c = cosine(
+            a.last_hidden_state.slice(ndarray::s![0, t, ..]),
+            b.last_hidden_state.slice(ndarray::s![0, t, ..]),
+        );
+        assert!(c > 0.999, "token {t}: cosine {c}");
+    }
+}
+
+#[test]
+fn only_normalisations_and_softmax_stay_in_fp32() {
+    for op in [
+        "Softmax",
+        "RmsNorm",
+        "LayerNorm",
+        "Reduce<Sum>",
+        "Reduce<MeanOfSquares>",
+    ] {
+        assert!(stays_fp32(op), "{op}");
+    }
+    for op in ["EinSum", "Add", "Mul", "GeluExact", "Conv", "Gather"] {
+        assert!(!stays_fp32(op), "{op}");
+    }
 }

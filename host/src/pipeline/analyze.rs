@@ -157,6 +157,7 @@ impl Models {
         let mut options = RuntimeOptions {
             threads: setup.threads,
             engine: setup.request,
+            precision: setup.precision,
             ..RuntimeOptions::default()
         };
         options.graph.intermediate_blocks = blocks;
