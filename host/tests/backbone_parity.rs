@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use dinoedge::backbone::{
     AttentionOp, Backbone, GraphOptions, InputSize, ModelDir, RuntimeOptions, npy,
 };
-use dinoedge::engine::EngineRequest;
+use dinoedge::engine::{EngineRequest, Precision};
 use ndarray::{Array3, ArrayD, Axis, concatenate};
 use ndarray_npy::read_npy;
 
@@ -57,6 +57,7 @@ fn run(
             batch: 1,
             threads: 1,
             engine: EngineRequest::Cpu,
+            precision: Precision::Fp32,
             graph: options,
         },
     )
