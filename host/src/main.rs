@@ -2,6 +2,7 @@
 
 mod cmd;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a service's log or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cmd::run(cli) {
         Ok(code) => code,

@@ -18,7 +18,6 @@ use dinoedge::pipeline::{
 use dinoedge::recording::{RecordKind, RecordingReader, RecordingWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::engine::print_engine;
 use super::import::labels_path;
 use super::model::random_label;
 use super::run::{ModelArgs, OutputArgs, PaceArgs, PolicyArg, Writers, policy, summary};
@@ -281,7 +280,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         models.backbone.engine().precision,
     );
     eprintln!("{header}");
-    print_engine(models.backbone.engine());
     let bar = if repeat_for.is_some() {
         ProgressBar::new_spinner()
     } else {

@@ -9,7 +9,7 @@ use clap::Args;
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions};
 use ndarray::Array4;
 
-use super::engine::{EngineArgs, print_engine};
+use super::engine::EngineArgs;
 use super::model::{GraphArgs, random_label};
 use dinoedge::engine::EngineInfo;
 
@@ -113,9 +113,6 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     };
     let prepare_ms = prepare_start.elapsed().as_secs_f64() * 1e3;
     let engine = backbone.engine().clone();
-    if !args.json {
-        print_engine(&engine);
-    }
     let (h, w) = (args.size.height, args.size.width);
     // A smooth deterministic pattern in the range of normalised pixels.
     let pixels = Array4::from_shape_fn((args.batch, 3, h, w), |(n, c, y, x)| {

@@ -1,7 +1,8 @@
-//! `--engine`, shared by every command that runs the backbone, and how the choice is shown.
+//! `--engine` and `--precision`, shared by every command that runs the backbone (the choice is
+//! logged by the engine itself, and named in each command's summary and JSON).
 
 use clap::Args;
-use dinoedge::engine::{EngineInfo, EngineRequest, Precision};
+use dinoedge::engine::{EngineRequest, Precision};
 
 /// Which engine runs the backbone.
 #[derive(Debug, Args, Clone, Copy)]
@@ -15,13 +16,4 @@ pub struct EngineArgs {
     /// normalisations and softmax in fp32 (meant for the GPU; tract emulates it on the CPU).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
-}
-
-/// The engine's lines for a summary on stderr: what runs the backbone, then each engine `auto`
-/// passed over and why.
-pub fn print_engine(info: &EngineInfo) {
-    eprintln!("engine: {}", info.summary());
-    for line in info.not_taken_lines() {
-        eprintln!("  {line}");
-    }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions, npy};
 
-use super::engine::{EngineArgs, print_engine};
+use super::engine::EngineArgs;
 use super::model::{GraphArgs, random_label};
 
 #[derive(Debug, Args)]
@@ -50,7 +50,6 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;
-    print_engine(backbone.engine());
     let features = backbone.run(pixels.view())?;
     npy::write(&args.output, &features.last_hidden_state)?;
     for (block, a) in &features.intermediates {

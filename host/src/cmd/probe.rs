@@ -21,7 +21,7 @@ use dinoedge::probe::masks::{load_mask, patch_labels};
 use dinoedge::probe::metrics::{accuracy, argmax, balanced_accuracy, roc_auc_ovr};
 use ndarray::{Array2, Axis, concatenate};
 
-use super::engine::{EngineArgs, print_engine};
+use super::engine::EngineArgs;
 use super::model::random_label;
 
 #[derive(Debug, Subcommand)]
@@ -183,7 +183,6 @@ fn backbone_for(
     options.graph.intermediate_blocks = blocks.to_vec();
     let backbone = Backbone::load(model, size, &options)
         .with_context(|| format!("preparing {} at {size}", model.config.arch_name()))?;
-    print_engine(backbone.engine());
     Ok(backbone)
 }
 

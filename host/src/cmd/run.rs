@@ -21,7 +21,7 @@ use dinoedge::pipeline::{
 use dinoedge::preprocess::Roi;
 use dinoedge::recording::Pace;
 
-use super::engine::{EngineArgs, print_engine};
+use super::engine::EngineArgs;
 use super::model::random_label;
 use dinoedge::engine::{EngineSetup, GpuFaultPolicy};
 
@@ -433,7 +433,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
-    print_engine(models.backbone.engine());
     let duration = args
         .seconds
         .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--seconds {s}")))
