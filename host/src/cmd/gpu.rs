@@ -38,7 +38,9 @@ mod with_cuda {
     use anyhow::Context;
     use clap::{Args, Subcommand};
     use dinoedge::backbone::InputSize;
-    use dinoedge::cuda::{GpuPreprocessor, GpuTimings, KERNEL_NAMES, compile_preprocess_ptx};
+    use dinoedge::cuda::{
+        GpuPreprocessor, GpuTimings, KERNEL_NAMES, compile_preprocess_cubin, compile_preprocess_ptx,
+    };
     use dinoedge::preprocess::resample::ReferencePreprocessor;
     use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, Roi, load_image};
     use dinoedge::proto::message::PixelFormat;
@@ -120,6 +122,16 @@ mod with_cuda {
                 Err(e) => {
                     eprintln!("{arch}: {e}");
                     failed = true;
+                }
+            }
+            // What a device loads: machine code for its own architecture.
+            if arch.starts_with("sm_") {
+                match compile_preprocess_cubin(arch) {
+                    Ok(cubin) => println!("{arch}: {} bytes of CUBIN", cubin.len()),
+                    Err(e) => {
+                        eprintln!("{arch} (CUBIN): {e}");
+                        failed = true;
+                    }
                 }
             }
         }
@@ -255,6 +267,53 @@ mod with_cuda {
         })
     }
 
+    /// How far (0-255 scale) the kernels may be from the float reference: float rounding, and a
+    /// sector edge pixel that the GPU's `atan2f` puts on the other side, stay far below it.
+    const REFERENCE_TOLERANCE: f32 = 0.5;
+
+    /// A textured `format` frame (gradients and a checker), raw as an edge would send it.
+    fn synthetic(format: PixelFormat, width: u32, height: u32) -> Vec<u8> {
+        let rgb = |x: u32, y: u32| {
+            let checker = if (x / 16 + y / 16).is_multiple_of(2) {
+                40
+            } else {
+                0
+            };
+            [
+                ((x * 255 / width) as u8).saturating_add(checker),
+                (y * 255 / height) as u8,
+                ((x + y) % 256) as u8,
+            ]
+        };
+        let mut out = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                let [r, g, b] = rgb(x, y);
+                match format {
+                    PixelFormat::Gray8 => out.push(r / 2 + g / 2),
+                    PixelFormat::Rgb888 => out.extend([r, g, b]),
+                    PixelFormat::Rgb565 => {
+                        let v = (u16::from(r >> 3) << 11)
+                            | (u16::from(g >> 2) << 5)
+                            | u16::from(b >> 3);
+                        out.extend(v.to_le_bytes());
+                    }
+                    // Two pixels per four bytes: Y0 U Y1 V (luma from the pixel, chroma from
+                    // its position).
+                    PixelFormat::Yuyv422 => {
+                        let chroma = if x.is_multiple_of(2) {
+                            128u8.wrapping_add(r / 4)
+                        } else {
+                            128u8.wrapping_sub(b / 4)
+                        };
+                        out.extend([r / 2 + g / 2, chroma]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// BT.601 luma of RGB888, as a camera's grey output would be.
     fn to_gray(rgb: &[u8]) -> Vec<u8> {
         rgb.chunks_exact(3)
@@ -295,6 +354,56 @@ mod with_cuda {
                 .with_context(|| format!("{} as {format:?}", path.display()))?;
                 outside |= report.cpu_mean_abs.is_some_and(|m| m > 1.0)
                     || report.cpu_max_abs.is_some_and(|m| m > 2.0);
+                report.print(args.json)?;
+            }
+        }
+        // Every pixel format and region kind on a synthetic 640x480 frame, against the CPU and
+        // the float reference the kernels transliterate (which they should match to float
+        // rounding: a larger difference is a bug in the kernels).
+        let (sw, sh) = (640u32, 480u32);
+        for roi in [
+            None,
+            Some("circle:320,240,200"),
+            Some("sector:320,0,60,470,-45,45"),
+        ] {
+            let mut roi_config = PreprocessConfig::new(args.size);
+            roi_config.roi = roi
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let mut roi_gpu = GpuPreprocessor::new(roi_config.clone())?;
+            for format in [
+                PixelFormat::Gray8,
+                PixelFormat::Rgb888,
+                PixelFormat::Rgb565,
+                PixelFormat::Yuyv422,
+            ] {
+                let data = synthetic(format, sw, sh);
+                let frame = FrameRef {
+                    format,
+                    width: sw,
+                    height: sh,
+                    data: &data,
+                };
+                let report = compare(
+                    &roi_config,
+                    &mut roi_gpu,
+                    format!("synthetic-640x480 roi {}", roi.unwrap_or("none")),
+                    frame,
+                    args.runs.min(5),
+                )?;
+                outside |= report.cpu_mean_abs.is_some_and(|m| m > 1.0)
+                    || report.cpu_max_abs.is_some_and(|m| m > 2.0);
+                if report
+                    .reference_max_abs
+                    .is_some_and(|m| m > REFERENCE_TOLERANCE)
+                {
+                    eprintln!(
+                        "{format:?} roi {}: the kernels differ from the reference they follow",
+                        roi.unwrap_or("none")
+                    );
+                    outside = true;
+                }
                 report.print(args.json)?;
             }
         }

@@ -29,6 +29,59 @@ pub(crate) fn nvrtc_present() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
+/// Compiles `source` with NVRTC for the real architecture `arch` (`sm_87`) to a CUBIN, the
+/// machine code the device runs. Unlike PTX, which the driver must JIT-compile and refuses when
+/// NVRTC is newer than the driver, a CUBIN loads on any driver of the same CUDA major version.
+/// Errors carry NVRTC's log.
+pub(crate) fn compile_cubin(source: &str, name: &str, arch: &str) -> Result<Vec<u8>, GpuError> {
+    use cudarc::nvrtc::{result, sys};
+    let nvrtc = |what: &str, e: result::NvrtcError| GpuError::Nvrtc(format!("{what}: {e:?}"));
+    let (src, name) = (
+        std::ffi::CString::new(source).map_err(|e| GpuError::Nvrtc(e.to_string()))?,
+        std::ffi::CString::new(name).map_err(|e| GpuError::Nvrtc(e.to_string()))?,
+    );
+    let prog = result::create_program(&src, Some(&name)).map_err(|e| nvrtc("create", e))?;
+    let options = [format!("--gpu-architecture={arch}")];
+    // SAFETY: `prog` was just created and is destroyed only at the end of this function.
+    let compiled = unsafe { result::compile_program(prog, &options) };
+    let out = match compiled {
+        Err(_) => {
+            // SAFETY: as above; the log exists once compilation was attempted.
+            let log = unsafe { result::get_program_log(prog) }
+                .map(|l| {
+                    let bytes: Vec<u8> =
+                        l.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                })
+                .unwrap_or_default();
+            Err(GpuError::Compile {
+                arch: arch.to_owned(),
+                log,
+            })
+        }
+        Ok(()) => {
+            let mut size = 0usize;
+            // SAFETY: `prog` compiled successfully; NVRTC writes the CUBIN's size into `size`.
+            unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }
+                .result()
+                .map_err(|e| nvrtc("CUBIN size", e))
+                .and_then(|()| {
+                    let mut cubin = vec![0u8; size];
+                    // SAFETY: `cubin` holds exactly the `size` bytes NVRTC said it will write.
+                    unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }
+                        .result()
+                        .map_err(|e| nvrtc("CUBIN", e))?;
+                    Ok(cubin)
+                })
+        }
+    };
+    // SAFETY: `prog` is still alive and is not used after this.
+    let destroyed = unsafe { result::destroy_program(prog) };
+    let cubin = out?;
+    destroyed.map_err(|e| nvrtc("destroy", e))?;
+    Ok(cubin)
+}
+
 /// `len` zeroed values of page-locked host memory (at least one value: the driver refuses
 /// empty allocations). Write-combined memory is fast for the host to write and the device to
 /// read, and very slow for the host to read: use it for uploads only.

@@ -67,20 +67,36 @@ pub fn compile_preprocess_ptx(arch: &str) -> Result<String, GpuError> {
     Ok(ptx.to_src())
 }
 
-/// The PTX for compute capability `major`.`minor`, compiled on first use in this process.
-pub(crate) fn ptx_for(major: i32, minor: i32) -> Result<String, GpuError> {
-    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), String>>> = OnceLock::new();
+/// The kernels as a CUBIN for a device of compute capability `major.minor` (its own, e.g. 8.7
+/// for Orin: Tegra runs no machine code built for another minor version), compiled once per
+/// process and capability.
+pub(crate) fn cubin_for(major: i32, minor: i32) -> Result<Vec<u8>, GpuError> {
+    /// CUBINs by compute capability.
+    type Cubins = HashMap<(i32, i32), Vec<u8>>;
+    static CACHE: OnceLock<Mutex<Cubins>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    // A panic elsewhere while holding the lock leaves the map itself intact.
     let mut map = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(ptx) = map.get(&(major, minor)) {
-        return Ok(ptx.clone());
+    if let Some(cubin) = map.get(&(major, minor)) {
+        return Ok(cubin.clone());
     }
-    let ptx = compile_preprocess_ptx(&format!("{major}{minor}"))?;
-    map.insert((major, minor), ptx.clone());
-    Ok(ptx)
+    let cubin = compile_preprocess_cubin(&format!("sm_{major}{minor}"))?;
+    map.insert((major, minor), cubin.clone());
+    Ok(cubin)
+}
+
+/// Compiles every kernel with NVRTC to a CUBIN for the real architecture `arch` (`sm_87`), as
+/// [`GpuPreprocessor`](super::GpuPreprocessor) does for its device; needs NVRTC, no GPU.
+pub fn compile_preprocess_cubin(arch: &str) -> Result<Vec<u8>, GpuError> {
+    let real = virtual_arch(arch)?.replacen("compute_", "sm_", 1);
+    if !ffi::nvrtc_present() {
+        return Err(GpuError::LibraryMissing {
+            library: "libnvrtc (NVRTC, the CUDA runtime compiler)",
+            hint: "it comes with the CUDA toolkit, JetPack, or the nvidia-cuda-nvrtc pip wheels",
+        });
+    }
+    ffi::compile_cubin(PREPROCESS_SOURCE, "preprocess.cu", &real)
 }
 
 #[cfg(test)]

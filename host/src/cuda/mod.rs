@@ -13,7 +13,9 @@ use cudarc::driver::DriverError;
 use cudarc::driver::sys::CUresult;
 
 use crate::preprocess::PreprocessError;
-pub use kernels::{KERNEL_NAMES, PREPROCESS_SOURCE, compile_preprocess_ptx};
+pub use kernels::{
+    KERNEL_NAMES, PREPROCESS_SOURCE, compile_preprocess_cubin, compile_preprocess_ptx,
+};
 pub use preprocess::{GpuPreprocessor, GpuTimings};
 
 /// Why the GPU could not do its part.

@@ -109,10 +109,10 @@ impl GpuPreprocessor {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(GpuError::driver("compute capability"))?;
-        let ptx = kernels::ptx_for(major, minor)?;
+        let cubin = kernels::cubin_for(major, minor)?;
         let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-            .map_err(GpuError::driver("loading the kernels' PTX"))?;
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+            .map_err(GpuError::driver("loading the kernels' CUBIN"))?;
         let load = |name| {
             module
                 .load_function(name)

@@ -13,15 +13,6 @@ use tract_onnx::tract_core::runtime::{Runnable, Runtime, runtime_for_name};
 
 use super::{EngineError, EngineKind};
 
-/// Folders that may hold the toolkit headers (`cuda_fp16.h`), besides `$CUDA_HOME/include`
-/// and `$CUDA_PATH/include`; tract-cuda looks in the same places.
-const HEADER_DIRS: &[&str] = &[
-    "/usr/local/cuda/include",
-    "/usr/local/cuda/targets/x86_64-linux/include",
-    "/usr/local/cuda/targets/aarch64-linux/include",
-    "/usr/local/cuda/targets/sbsa-linux/include",
-];
-
 /// Why CUDA cannot run here, or `None`.
 pub(super) fn unavailable() -> Option<String> {
     let runtime = match cuda_runtime() {
@@ -50,25 +41,52 @@ fn cuda_runtime() -> Result<&'static dyn Runtime, String> {
     }
 }
 
-/// The folder with `cuda_fp16.h` and CCCL (`cuda/std/cstdint`), which tract-cuda's kernels are
-/// compiled against at run time, or why there is none.
+/// The toolkit root tract-cuda compiles its kernels against, found as tract-cuda finds it:
+/// the first of `$CUDA_HOME`, `$CUDA_PATH`, `/usr/local/cuda`, then the folder above `nvcc`'s.
+fn cuda_home() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os("CUDA_HOME").or_else(|| std::env::var_os("CUDA_PATH")) {
+        return Some(PathBuf::from(v));
+    }
+    let default = Path::new("/usr/local/cuda");
+    if default.exists() {
+        return Some(default.to_path_buf());
+    }
+    let nvcc = std::process::Command::new("which")
+        .arg("nvcc")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let nvcc = PathBuf::from(String::from_utf8_lossy(&nvcc.stdout).trim());
+    nvcc.parent()?.parent().map(Path::to_path_buf)
+}
+
+/// The include folder with the headers tract-cuda's kernels need (`cuda_fp16.h`,
+/// `math_constants.h`, CCCL's `cuda/std/cstdint`), in the toolkit root it will use, or why
+/// there is none: tract-cuda panics where one is missing, so this is checked first.
 fn toolkit_headers() -> Result<PathBuf, String> {
-    let mut dirs: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .map(|v| PathBuf::from(v).join("include"))
-        .collect();
-    dirs.extend(HEADER_DIRS.iter().map(PathBuf::from));
-    let Some(include) = dirs.iter().find(|d| d.join("cuda_fp16.h").exists()) else {
+    let install = "install cuda-cudart-dev and cuda-cccl for your CUDA version, or set CUDA_HOME";
+    let Some(home) = cuda_home() else {
         return Err(format!(
-            "the CUDA toolkit headers are missing: no cuda_fp16.h in {} (install \
-             cuda-cudart-dev and cuda-cccl for your CUDA version, or set CUDA_HOME)",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "no CUDA toolkit found for the kernels' headers (no CUDA_HOME, CUDA_PATH, \
+             /usr/local/cuda or nvcc): {install}"
         ));
     };
+    let mut candidates = vec![home.join("include")];
+    if let Ok(entries) = std::fs::read_dir(home.join("targets")) {
+        candidates.extend(entries.flatten().map(|e| e.path().join("include")));
+    }
+    let Some(include) = candidates.iter().find(|d| d.join("cuda_fp16.h").exists()) else {
+        return Err(format!(
+            "the CUDA toolkit headers are missing: no cuda_fp16.h under {}: {install}",
+            home.display()
+        ));
+    };
+    if !include.join("math_constants.h").exists() {
+        return Err(format!(
+            "the CUDA toolkit headers are incomplete: no math_constants.h in {}: {install}",
+            include.display()
+        ));
+    }
     let cccl = [
         include.join("cccl"),
         include.join("libcudacxx").join("include"),
@@ -76,8 +94,7 @@ fn toolkit_headers() -> Result<PathBuf, String> {
     ];
     if !cccl.iter().any(|d| has_cccl(d)) {
         return Err(format!(
-            "the CCCL headers are missing: no cuda/std/cstdint under {} (install cuda-cccl for \
-             your CUDA version)",
+            "the CCCL headers are missing: no cuda/std/cstdint under {}: {install}",
             include.display()
         ));
     }
