@@ -41,7 +41,7 @@ mod with_cuda {
     use dinoedge::cuda::{
         GpuPreprocessor, GpuTimings, KERNEL_NAMES, compile_preprocess_cubin, compile_preprocess_ptx,
     };
-    use dinoedge::preprocess::resample::ReferencePreprocessor;
+    use dinoedge::preprocess::resample::{ReferencePreprocessor, textured};
     use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, Roi, load_image};
     use dinoedge::proto::message::PixelFormat;
     use half::f16;
@@ -271,49 +271,6 @@ mod with_cuda {
     /// sector edge pixel that the GPU's `atan2f` puts on the other side, stay far below it.
     const REFERENCE_TOLERANCE: f32 = 0.5;
 
-    /// A textured `format` frame (gradients and a checker), raw as an edge would send it.
-    fn synthetic(format: PixelFormat, width: u32, height: u32) -> Vec<u8> {
-        let rgb = |x: u32, y: u32| {
-            let checker = if (x / 16 + y / 16).is_multiple_of(2) {
-                40
-            } else {
-                0
-            };
-            [
-                ((x * 255 / width) as u8).saturating_add(checker),
-                (y * 255 / height) as u8,
-                ((x + y) % 256) as u8,
-            ]
-        };
-        let mut out = Vec::new();
-        for y in 0..height {
-            for x in 0..width {
-                let [r, g, b] = rgb(x, y);
-                match format {
-                    PixelFormat::Gray8 => out.push(r / 2 + g / 2),
-                    PixelFormat::Rgb888 => out.extend([r, g, b]),
-                    PixelFormat::Rgb565 => {
-                        let v = (u16::from(r >> 3) << 11)
-                            | (u16::from(g >> 2) << 5)
-                            | u16::from(b >> 3);
-                        out.extend(v.to_le_bytes());
-                    }
-                    // Two pixels per four bytes: Y0 U Y1 V (luma from the pixel, chroma from
-                    // its position).
-                    PixelFormat::Yuyv422 => {
-                        let chroma = if x.is_multiple_of(2) {
-                            128u8.wrapping_add(r / 4)
-                        } else {
-                            128u8.wrapping_sub(b / 4)
-                        };
-                        out.extend([r / 2 + g / 2, chroma]);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// BT.601 luma of RGB888, as a camera's grey output would be.
     fn to_gray(rgb: &[u8]) -> Vec<u8> {
         rgb.chunks_exact(3)
@@ -378,7 +335,7 @@ mod with_cuda {
                 PixelFormat::Rgb565,
                 PixelFormat::Yuyv422,
             ] {
-                let data = synthetic(format, sw, sh);
+                let data = textured(format, sw, sh);
                 let frame = FrameRef {
                     format,
                     width: sw,

@@ -8,17 +8,14 @@ use ndarray::Array4;
 use super::{FrameRef, PreprocessConfig, PreprocessError, Preprocessor};
 
 /// A preprocessor on the CPU or the GPU, with the same output.
+// One per run: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum FramePreprocessor {
     /// fast_image_resize on the CPU.
     Cpu(Preprocessor),
-    /// CUDA kernels on GPU 0; the CPU preprocessor is kept to carry on with if the GPU fails.
+    /// CUDA kernels on GPU 0.
     #[cfg(feature = "cuda")]
-    Gpu {
-        /// The GPU's.
-        gpu: Box<crate::cuda::GpuPreprocessor>,
-        /// The CPU's, for after a GPU failure.
-        cpu: Preprocessor,
-    },
+    Gpu(crate::cuda::GpuPreprocessor),
 }
 
 impl std::fmt::Debug for FramePreprocessor {
@@ -38,13 +35,7 @@ impl FramePreprocessor {
         #[cfg(feature = "cuda")]
         {
             match crate::cuda::GpuPreprocessor::new(config.clone()) {
-                Ok(g) => (
-                    FramePreprocessor::Gpu {
-                        gpu: Box::new(g),
-                        cpu: Preprocessor::new(config),
-                    },
-                    None,
-                ),
+                Ok(g) => (FramePreprocessor::Gpu(g), None),
                 Err(e) => (
                     FramePreprocessor::Cpu(Preprocessor::new(config)),
                     Some(format!(
@@ -67,7 +58,7 @@ impl FramePreprocessor {
         match self {
             FramePreprocessor::Cpu(_) => "cpu",
             #[cfg(feature = "cuda")]
-            FramePreprocessor::Gpu { .. } => "gpu",
+            FramePreprocessor::Gpu(_) => "gpu",
         }
     }
 
@@ -76,7 +67,7 @@ impl FramePreprocessor {
         match self {
             FramePreprocessor::Cpu(p) => p.config(),
             #[cfg(feature = "cuda")]
-            FramePreprocessor::Gpu { cpu, .. } => cpu.config(),
+            FramePreprocessor::Gpu(gpu) => gpu.config(),
         }
     }
 
@@ -90,7 +81,7 @@ impl FramePreprocessor {
         match self {
             FramePreprocessor::Cpu(p) => (p.run(frame), None),
             #[cfg(feature = "cuda")]
-            FramePreprocessor::Gpu { gpu, cpu } => {
+            FramePreprocessor::Gpu(gpu) => {
                 let size = gpu.config().size;
                 let mut out = Array4::zeros((1, 3, size.height, size.width));
                 let ran = match out.as_slice_mut() {
@@ -102,7 +93,7 @@ impl FramePreprocessor {
                     Err(crate::cuda::GpuError::Frame(e)) => (Err(e), None),
                     Err(e) => {
                         let why = format!("GPU preprocessing failed, moved to the CPU: {e}");
-                        let mut cpu = Preprocessor::new(cpu.config().clone());
+                        let mut cpu = Preprocessor::new(gpu.config().clone());
                         let result = cpu.run(frame);
                         *self = FramePreprocessor::Cpu(cpu);
                         (result, Some(why))

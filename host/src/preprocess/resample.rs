@@ -328,6 +328,49 @@ impl ReferencePreprocessor {
     }
 }
 
+/// A textured `w` x `h` frame in `format` (gradients, a checker, a colour ramp), raw as an edge
+/// would send it: for checks of every pixel format against each other (`w` even for Yuyv422).
+pub fn textured(format: PixelFormat, w: u32, h: u32) -> Vec<u8> {
+    let rgb = |x: u32, y: u32| -> [u8; 3] {
+        let check = if (x / 7 + y / 5).is_multiple_of(2) {
+            40
+        } else {
+            0
+        };
+        [
+            ((x * 255 / w) as u8).saturating_add(check),
+            ((y * 255 / h) as u8).saturating_sub(check / 2),
+            (((x + 2 * y) * 3) % 256) as u8,
+        ]
+    };
+    let mut data = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let [r, g, b] = rgb(x, y);
+            match format {
+                PixelFormat::Gray8 => data.push(((u32::from(r) + u32::from(g)) / 2) as u8),
+                PixelFormat::Rgb888 => data.extend_from_slice(&[r, g, b]),
+                PixelFormat::Rgb565 => {
+                    let v = ((u16::from(r) >> 3) << 11)
+                        | ((u16::from(g) >> 2) << 5)
+                        | (u16::from(b) >> 3);
+                    data.extend_from_slice(&v.to_le_bytes());
+                }
+                PixelFormat::Yuyv422 => {
+                    // Luma from the gradient, chroma from the pattern; U on even, V on odd.
+                    let chroma = if x.is_multiple_of(2) {
+                        16 + b / 2
+                    } else {
+                        100 + r / 3
+                    };
+                    data.extend_from_slice(&[16 + g / 2, chroma]);
+                }
+            }
+        }
+    }
+    data
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -375,48 +418,7 @@ mod tests {
         }
     }
 
-    /// A textured frame: gradients, a checker pattern and a ramp of colour, in `format`.
-    fn textured(format: PixelFormat, w: u32, h: u32) -> Vec<u8> {
-        let rgb = |x: u32, y: u32| -> [u8; 3] {
-            let check = if (x / 7 + y / 5).is_multiple_of(2) {
-                40
-            } else {
-                0
-            };
-            [
-                ((x * 255 / w) as u8).saturating_add(check),
-                ((y * 255 / h) as u8).saturating_sub(check / 2),
-                (((x + 2 * y) * 3) % 256) as u8,
-            ]
-        };
-        let mut data = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                let [r, g, b] = rgb(x, y);
-                match format {
-                    PixelFormat::Gray8 => data.push(((u32::from(r) + u32::from(g)) / 2) as u8),
-                    PixelFormat::Rgb888 => data.extend_from_slice(&[r, g, b]),
-                    PixelFormat::Rgb565 => {
-                        let v = ((u16::from(r) >> 3) << 11)
-                            | ((u16::from(g) >> 2) << 5)
-                            | (u16::from(b) >> 3);
-                        data.extend_from_slice(&v.to_le_bytes());
-                    }
-                    PixelFormat::Yuyv422 => {
-                        // Luma from the gradient, chroma from the pattern; U on even, V on odd.
-                        let chroma = if x.is_multiple_of(2) {
-                            16 + b / 2
-                        } else {
-                            100 + r / 3
-                        };
-                        data.extend_from_slice(&[16 + g / 2, chroma]);
-                    }
-                }
-            }
-        }
-        data
-    }
-
+    /// Every pixel format an edge sends.
     const FORMATS: [PixelFormat; 4] = [
         PixelFormat::Gray8,
         PixelFormat::Rgb888,
