@@ -195,8 +195,13 @@ pub enum EngineError {
     },
 }
 
-/// Why TensorRT is passed over: there is no TensorRT engine yet.
-const TENSORRT_NOT_BUILT: &str = "dinoedge has no TensorRT engine yet";
+/// The first engine `auto` passes over: there is no TensorRT engine yet.
+fn tensorrt_not_taken() -> NotTaken {
+    NotTaken {
+        engine: "tensorrt",
+        reason: "dinoedge has no TensorRT engine yet".to_owned(),
+    }
+}
 
 /// Why this machine or build cannot run the CUDA engine, or `None` where it can (libraries,
 /// a driver new enough, the toolkit headers its kernels compile against). Probes by looking,
@@ -220,10 +225,7 @@ pub fn cuda_unavailable() -> Option<String> {
 /// engines passed over before it (for `doctor`). Preparing can still fail where this says
 /// CUDA (a kernel that does not compile, no device memory); `auto` then falls back, saying why.
 pub fn auto_choice() -> (EngineKind, Vec<NotTaken>) {
-    let mut not_taken = vec![NotTaken {
-        engine: "tensorrt",
-        reason: TENSORRT_NOT_BUILT.to_owned(),
-    }];
+    let mut not_taken = vec![tensorrt_not_taken()];
     match cuda_unavailable() {
         None => (EngineKind::Cuda, not_taken),
         Some(reason) => {
@@ -317,10 +319,7 @@ pub(crate) fn prepare(
     let mut not_taken = Vec::new();
     let order: &[EngineKind] = match request {
         EngineRequest::Auto => {
-            not_taken.push(NotTaken {
-                engine: "tensorrt",
-                reason: TENSORRT_NOT_BUILT.to_owned(),
-            });
+            not_taken.push(tensorrt_not_taken());
             &[EngineKind::Cuda, EngineKind::Cpu]
         }
         EngineRequest::Cpu => &[EngineKind::Cpu],
