@@ -25,5 +25,6 @@ pub mod link;
 pub mod pipeline;
 pub mod preprocess;
 pub mod probe;
+pub mod quantize;
 pub mod recording;
 pub mod wire_tools;

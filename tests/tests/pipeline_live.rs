@@ -37,17 +37,15 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
             workers: 1,
             ..PipelineConfig::default()
         };
-        let mut from_capture = 0u64;
+        // Results in order, each whether its latency ran from capture.
+        let mut from_capture = Vec::new();
         let report = pipeline::run(
             &models,
             &config,
             Input::Source(Box::new(Limited::new(source, 1))),
             &AtomicBool::new(false),
             |r| {
-                let s = &r.stamps;
-                if s.from_capture() {
-                    from_capture += 1;
-                }
+                from_capture.push(r.stamps.from_capture());
             },
             |_| {},
         )
@@ -98,10 +96,13 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
     );
     assert!(report.link.results_stale <= 3, "{:?}", report.link);
     // Once the edge clock is mapped through Ping/Pong (the host pings at once), latency runs
-    // from capture.
+    // from capture, for every later result too. (How many results come before the first Pong
+    // depends on how busy the machine is, so that is not asserted.)
+    let first = from_capture.iter().position(|&c| c);
+    assert!(first.is_some(), "no result measured from capture");
+    let after: Vec<bool> = from_capture[first.unwrap_or(0)..].to_vec();
     assert!(
-        from_capture * 2 > report.frames_processed,
-        "{from_capture} of {}",
-        report.frames_processed
+        after.iter().all(|&c| c),
+        "a result after the clock was mapped was not measured from capture: {from_capture:?}"
     );
 }

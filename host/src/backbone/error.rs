@@ -98,6 +98,9 @@ pub enum BackboneError {
         /// What is wrong.
         reason: String,
     },
+    /// A graph form that cannot be written with the numerics asked for.
+    #[error("graph form: {0}")]
+    GraphForm(String),
     /// tract refused the graph or failed while running it.
     #[error("tract: {0}")]
     Runtime(String),

@@ -5,8 +5,15 @@
 //! LayerScale into the projection before it, the attention scale 1/sqrt(Dh) into the query
 //! projection (RoPE is linear), and the affine part of each block's LayerNorms into the projection
 //! after it. The final norm keeps its affine, since nothing follows it.
+//!
+//! The same builder writes the FP16 and INT8 forms ([`Numerics`]): FP16 keeps the residual
+//! stream, LayerNorm, the RoPE rotation, the softmax and LayerScale (then not folded: small
+//! scales would become FP16 subnormals) in FP32 islands, with a Cast at each island boundary;
+//! INT8 puts quantise/dequantise pairs on the inputs of each MatMul and of the patch
+//! convolution.
 
-use super::onnx::{Attr, Dim, GraphWriter};
+use super::numerics::{GraphPrecision, Numerics, TAP_PREFIX, point_name, quantize_weight};
+use super::onnx::{Attr, Dim, ElemType, GraphWriter};
 use super::rope::rope_tables;
 use super::{BackboneError, Dinov3Config, InputSize, Weights};
 use tract_onnx::pb;
@@ -133,9 +140,101 @@ struct Builder<'a> {
     c: &'a Dinov3Config,
     w: &'a Weights,
     g: GraphWriter,
+    n: &'a Numerics,
+    /// The block being written (`None` before the first).
+    block: Option<usize>,
+    /// Calibration taps: (output name, value).
+    taps: Vec<(String, String)>,
 }
 
 impl Builder<'_> {
+    /// The element type of activations and weights outside the FP32 islands.
+    fn act(&self) -> ElemType {
+        if self.n.precision == GraphPrecision::Fp16 {
+            ElemType::F16
+        } else {
+            ElemType::F32
+        }
+    }
+
+    /// A float constant in the working type.
+    fn act_const(&mut self, stem: &str, dims: &[usize], values: &[f32]) -> String {
+        let ty = self.act();
+        self.g.constant_as(ty, stem, dims, values)
+    }
+
+    fn cast(&mut self, x: &str, to: ElemType) -> String {
+        self.g.node("Cast", &[x], &[("to", Attr::Int(to.code()))])
+    }
+
+    /// From an FP32 island into the working type.
+    fn leave_island(&mut self, x: &str) -> String {
+        match self.act() {
+            ElemType::F32 => x.to_string(),
+            ty => self.cast(x, ty),
+        }
+    }
+
+    /// From the working type into an FP32 island.
+    fn enter_island(&mut self, x: &str) -> String {
+        match self.act() {
+            ElemType::F32 => x.to_string(),
+            _ => self.cast(x, ElemType::F32),
+        }
+    }
+
+    /// An activation about to enter a MatMul or the convolution: tapped for calibration, and
+    /// quantised and dequantised with its calibrated scale where this block is in INT8. Returns
+    /// the value to use and whether it was quantised (its weight then is too).
+    fn quant_point(&mut self, x: &str, what: &str) -> (String, bool) {
+        let point = point_name(self.block, what);
+        if self.n.taps {
+            self.taps
+                .push((format!("{TAP_PREFIX}{point}"), x.to_string()));
+        }
+        let kept = self.block.is_some_and(|b| self.n.keep_blocks.contains(&b));
+        let scale = self.n.activation_scales.get(&point).copied();
+        match scale {
+            Some(scale) if self.n.precision == GraphPrecision::Int8 && !kept => {
+                let s = self.g.constant("act_scale", &[], &[scale]);
+                let z = self.g.constant_i8("act_zero", &[], &[0]);
+                let q = self.g.node("QuantizeLinear", &[x, &s, &z], &[]);
+                (self.g.node("DequantizeLinear", &[&q, &s, &z], &[]), true)
+            }
+            _ => (x.to_string(), false),
+        }
+    }
+
+    /// A MatMul or convolution weight (`dims[0]` rows, row-major) as the graph holds it: in
+    /// the working type, or, where its input is `quantized`, INT8 with one scale per channel
+    /// (`channel_axis`: 1 for a MatMul's `[in, out]`, 0 for a convolution's `[out, ...]`) and
+    /// a DequantizeLinear.
+    fn weight(
+        &mut self,
+        stem: &str,
+        dims: &[usize],
+        values: &[f32],
+        channel_axis: usize,
+        quantized: bool,
+    ) -> String {
+        if !quantized {
+            return self.act_const(stem, dims, values);
+        }
+        let rows = dims.first().copied().unwrap_or(1).max(1);
+        let (q, scales) = quantize_weight(values, rows, values.len() / rows, channel_axis);
+        let channels = scales.len();
+        let qn = self.g.constant_i8(stem, dims, &q);
+        let sn = self.g.constant("w_scale", &[channels], &scales);
+        let zn = self
+            .g
+            .constant_i8("w_zero", &[channels], &vec![0; channels]);
+        self.g.node(
+            "DequantizeLinear",
+            &[&qn, &sn, &zn],
+            &[("axis", Attr::Int(channel_axis as i64))],
+        )
+    }
+
     fn tensor(&self, name: &str) -> Result<&[f32], BackboneError> {
         Ok(&self.w.get(name)?.data)
     }
@@ -178,8 +277,10 @@ impl Builder<'_> {
         })
     }
 
-    /// `x @ [W1 W2 ...] + [b1 b2 ...]`: several folded linears sharing an input as one MatMul.
-    fn linear_concat(&mut self, x: &str, parts: &[Folded]) -> String {
+    /// `x @ [W1 W2 ...] + [b1 b2 ...]`: several folded linears sharing an input (quantisation
+    /// point `what`) as one MatMul.
+    fn linear_concat(&mut self, x: &str, parts: &[Folded], what: &str) -> String {
+        let (x, quantized) = self.quant_point(x, what);
         let inp = parts.first().map_or(0, |p| p.inp);
         let total: usize = parts.iter().map(|p| p.out).sum();
         let mut weight = vec![0.0f32; inp * total];
@@ -193,17 +294,17 @@ impl Builder<'_> {
             bias.extend_from_slice(&p.bias);
             col0 += p.out;
         }
-        let wn = self.g.constant("w", &[inp, total], &weight);
-        let bn = self.g.constant("b", &[total], &bias);
-        let mm = self.g.node("MatMul", &[x, &wn], &[]);
+        let wn = self.weight("w", &[inp, total], &weight, 1, quantized);
+        let bn = self.act_const("b", &[total], &bias);
+        let mm = self.g.node("MatMul", &[&x, &wn], &[]);
         self.g.node("Add", &[&mm, &bn], &[])
     }
 
-    /// `x @ W + b` for several folded linears sharing an input: one MatMul then a Split when
-    /// `fuse`, else one MatMul each.
-    fn linear(&mut self, x: &str, parts: &[Folded], fuse: bool) -> Vec<String> {
+    /// `x @ W + b` for several folded linears sharing an input (quantisation point `what`):
+    /// one MatMul then a Split when `fuse`, else one MatMul each.
+    fn linear(&mut self, x: &str, parts: &[Folded], fuse: bool, what: &str) -> Vec<String> {
         if fuse && parts.len() > 1 {
-            let y = self.linear_concat(x, parts);
+            let y = self.linear_concat(x, parts, what);
             let split: Vec<i64> = parts.iter().map(|p| p.out as i64).collect();
             let split_name = self.g.constant_i64("split", &[split.len()], &split);
             self.g.node_n(
@@ -213,12 +314,13 @@ impl Builder<'_> {
                 parts.len(),
             )
         } else {
+            let (x, quantized) = self.quant_point(x, what);
             parts
                 .iter()
                 .map(|p| {
-                    let wn = self.g.constant("w", &[p.inp, p.out], &p.weight);
-                    let bn = self.g.constant("b", &[p.out], &p.bias);
-                    let mm = self.g.node("MatMul", &[x, &wn], &[]);
+                    let wn = self.weight("w", &[p.inp, p.out], &p.weight, 1, quantized);
+                    let bn = self.act_const("b", &[p.out], &p.bias);
+                    let mm = self.g.node("MatMul", &[&x, &wn], &[]);
                     self.g.node("Add", &[&mm, &bn], &[])
                 })
                 .collect()
@@ -258,6 +360,21 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// A projection's output back into the FP32 residual stream, times its LayerScale where
+    /// that was not folded into the projection.
+    fn layer_scale(&mut self, y: &str, scale: Option<&[f32]>) -> String {
+        let y = self.enter_island(y);
+        match scale {
+            Some(scale) => {
+                let s = self.g.constant("layer_scale", &[scale.len()], scale);
+                self.g.node("Mul", &[&y, &s], &[])
+            }
+            None => y,
+        }
+    }
+}
+
 /// The largest attention score buffer (one block, all heads, f32) a graph may need; far beyond
 /// any bedside use, it turns an absurd size into an error instead of an allocation failure.
 pub const MAX_ATTENTION_BYTES: u64 = 8 << 30;
@@ -290,14 +407,33 @@ fn check_attention_memory(
     Ok(())
 }
 
-/// Builds the ONNX model of `weights` (checked against `config`) for inputs of `size`.
+/// Builds the FP32 ONNX model of `weights` (checked against `config`) for inputs of `size`.
 pub fn build_graph(
     config: &Dinov3Config,
     weights: &Weights,
     size: InputSize,
     options: &GraphOptions,
 ) -> Result<pb::ModelProto, BackboneError> {
+    build_graph_with(config, weights, size, options, &Numerics::fp32())
+}
+
+/// Builds the ONNX model of `weights` for inputs of `size`, written with `numerics`.
+pub fn build_graph_with(
+    config: &Dinov3Config,
+    weights: &Weights,
+    size: InputSize,
+    options: &GraphOptions,
+    numerics: &Numerics,
+) -> Result<pb::ModelProto, BackboneError> {
     size.check(config.patch_size)?;
+    if (numerics.precision != GraphPrecision::Fp32 || numerics.taps)
+        && options.attention != AttentionOp::Matmul
+    {
+        return Err(BackboneError::GraphForm(format!(
+            "{} graphs and calibration taps are written with MatMul attention, not {:?}",
+            numerics.precision, options.attention
+        )));
+    }
     check_attention_memory(config, size, options)?;
     if let Some(&bad) = options
         .intermediate_blocks
@@ -326,7 +462,14 @@ pub fn build_graph(
         c,
         w: weights,
         g: GraphWriter::default(),
+        n: numerics,
+        block: None,
+        taps: Vec::new(),
     };
+    let fp16 = numerics.precision == GraphPrecision::Fp16;
+    // LayerScale is folded into the projection before it, except in FP16, where it stays an
+    // FP32 multiply (DINOv3's small scales would make FP16 weights subnormal).
+    let fold_layer_scale = !fp16;
     let batch_dim = match options.batch {
         Some(n) => Dim::Fixed(n),
         None => Dim::Symbol("N".into()),
@@ -344,12 +487,14 @@ pub fn build_graph(
     // Patch embedding: a stride-p convolution, then [N, D, Hp, Wp] -> [N, P, D].
     let pe_w = b.tensor("embeddings.patch_embeddings.weight")?.to_vec();
     let pe_b = b.tensor("embeddings.patch_embeddings.bias")?.to_vec();
-    let pe_w = b.g.constant("patch_w", &[d, 3, p, p], &pe_w);
-    let pe_b = b.g.constant("patch_b", &[d], &pe_b);
+    let pixels = b.leave_island(INPUT_NAME);
+    let (pixels, quantized) = b.quant_point(&pixels, "patch");
+    let pe_w = b.weight("patch_w", &[d, 3, p, p], &pe_w, 0, quantized);
+    let pe_b = b.act_const("patch_b", &[d], &pe_b);
     let k = p as i64;
     let conv = b.g.node(
         "Conv",
-        &[INPUT_NAME, &pe_w, &pe_b],
+        &[&pixels, &pe_w, &pe_b],
         &[
             ("kernel_shape", Attr::Ints(&[k, k])),
             ("strides", Attr::Ints(&[k, k])),
@@ -360,6 +505,7 @@ pub fn build_graph(
     let flat = b.g.node("Reshape", &[&conv, &flat_shape], &[]);
     let patches =
         b.g.node("Transpose", &[&flat], &[("perm", Attr::Ints(&[0, 2, 1]))]);
+    let patches = b.enter_island(&patches);
 
     // Prefix tokens broadcast over the batch without reading the batch size: a [N, 1, 1] zero
     // taken from the patches plus the [1, prefix, D] constants. (A NaN pixel would poison every
@@ -438,9 +584,11 @@ pub fn build_graph(
 
     let mut intermediates = Vec::new();
     for i in 0..c.num_hidden_layers {
+        b.block = Some(i);
         let l = |s: &str| format!("layer.{i}.{s}");
         // Attention.
         let h = b.layer_norm(&x, None)?;
+        let h = b.leave_island(&h);
         let q = b.fold(
             &l("attention.q_proj"),
             c.query_bias,
@@ -458,7 +606,7 @@ pub fn build_graph(
         if options.fused_qkv {
             // One [D, 3D] MatMul, then [N, T, 3, h, Dh] -> [3, N, h, T, Dh] and one Gather each:
             // a Split after the MatMul would let the runtime cut it back into three.
-            let qkv = b.linear_concat(&h, &[q, kp, v]);
+            let qkv = b.linear_concat(&h, &[q, kp, v], "qkv");
             let r = b.g.node("Reshape", &[&qkv, &qkv_shape], &[]);
             if tokens_major {
                 for index in &qkv_index {
@@ -475,7 +623,7 @@ pub fn build_graph(
                 }
             }
         } else {
-            for t in &b.linear(&h, &[q, kp, v], false) {
+            for t in &b.linear(&h, &[q, kp, v], false, "qkv") {
                 let r = b.g.node("Reshape", &[t, &heads_shape], &[]);
                 per_head.push(if tokens_major {
                     r
@@ -486,6 +634,8 @@ pub fn build_graph(
         }
         let mut rotated = Vec::with_capacity(2);
         for t in &per_head[..2] {
+            // The rotation is an FP32 island: RoPE's tables lose too much in FP16.
+            let t = &b.enter_island(t);
             let a = b.g.node("Slice", &[t, &lo.0, &lo.1, &last_axis], &[]);
             let z = b.g.node("Slice", &[t, &hi.0, &hi.1, &last_axis], &[]);
             let swapped = b.g.node("Concat", &[&z, &a], &[("axis", Attr::Int(-1))]);
@@ -504,19 +654,36 @@ pub fn build_graph(
             let axis = if tokens_major { 1 } else { 2 };
             kr =
                 b.g.node("Concat", &[&kr, &zeros], &[("axis", Attr::Int(axis))]);
+            let zeros = b.leave_island(&zeros);
             vh =
                 b.g.node("Concat", &[&vh, &zeros], &[("axis", Attr::Int(axis))]);
+        }
+        let mut qr = b.leave_island(&qr);
+        let kr = b.leave_island(&kr);
+        if numerics.int8_attention {
+            qr = b.quant_point(&qr, "q").0;
+            vh = b.quant_point(&vh, "v").0;
         }
         let (qr, kr, vh) = (&qr, &kr, &vh);
         let attn = match options.attention {
             AttentionOp::Matmul => {
-                let kt =
+                let mut kt =
                     b.g.node("Transpose", &[kr], &[("perm", Attr::Ints(&[0, 1, 3, 2]))]);
-                let mut scores = b.g.node("MatMul", &[qr, &kt], &[]);
+                if numerics.int8_attention {
+                    // After the transpose, so that the MatMul reads a dequantised input.
+                    kt = b.quant_point(&kt, "k").0;
+                }
+                let scores = b.g.node("MatMul", &[qr, &kt], &[]);
+                // The softmax is an FP32 island: its exponentials overflow FP16.
+                let mut scores = b.enter_island(&scores);
                 if let Some((.., mask)) = &key_pad {
                     scores = b.g.node("Add", &[&scores, mask], &[]);
                 }
                 let probs = b.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+                let mut probs = b.leave_island(&probs);
+                if numerics.int8_attention {
+                    probs = b.quant_point(&probs, "probs").0;
+                }
                 b.g.node("MatMul", &[&probs, vh], &[])
             }
             AttentionOp::Sdpa => {
@@ -551,37 +718,49 @@ pub fn build_graph(
         };
         let merged = b.g.node("Reshape", &[&merged, &merge_shape], &[]);
         let ls1 = b.tensor(&l("layer_scale1.lambda1"))?.to_vec();
-        let o = b.fold(&l("attention.o_proj"), c.proj_bias, None, Some(&ls1))?;
-        let o = b.linear(&merged, &[o], false);
-        x = b.g.node("Add", &[&x, &o[0]], &[]);
+        let o = b.fold(
+            &l("attention.o_proj"),
+            c.proj_bias,
+            None,
+            fold_layer_scale.then_some(ls1.as_slice()),
+        )?;
+        let o = b.linear(&merged, &[o], false, "o");
+        let o = b.layer_scale(&o[0], (!fold_layer_scale).then_some(ls1.as_slice()));
+        x = b.g.node("Add", &[&x, &o], &[]);
 
         // Feed-forward.
         let h = b.layer_norm(&x, None)?;
+        let h = b.leave_island(&h);
         let ls2 = b.tensor(&l("layer_scale2.lambda1"))?.to_vec();
         let act = if c.use_gated_mlp {
             let gate = b.fold(&l("mlp.gate_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
             let up = b.fold(&l("mlp.up_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
-            let gu = b.linear(&h, &[gate, up], true);
+            let gu = b.linear(&h, &[gate, up], true, "fc1");
             let sig = b.g.node("Sigmoid", &[&gu[0]], &[]);
             let silu = b.g.node("Mul", &[&gu[0], &sig], &[]);
             b.g.node("Mul", &[&silu, &gu[1]], &[])
         } else {
             let up = b.fold(&l("mlp.up_proj"), c.mlp_bias, Some(&l("norm2")), None)?;
-            let u = b.linear(&h, &[up], false);
+            let u = b.linear(&h, &[up], false, "fc1");
             // Exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)); tract recognises the pattern.
-            let inv_sqrt2 =
-                b.g.constant("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
-            let one = b.g.constant("one", &[], &[1.0]);
-            let halfc = b.g.constant("half", &[], &[0.5]);
+            let inv_sqrt2 = b.act_const("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+            let one = b.act_const("one", &[], &[1.0]);
+            let halfc = b.act_const("half", &[], &[0.5]);
             let scaled = b.g.node("Mul", &[&u[0], &inv_sqrt2], &[]);
             let erf = b.g.node("Erf", &[&scaled], &[]);
             let onep = b.g.node("Add", &[&erf, &one], &[]);
             let xh = b.g.node("Mul", &[&u[0], &halfc], &[]);
             b.g.node("Mul", &[&xh, &onep], &[])
         };
-        let down = b.fold(&l("mlp.down_proj"), c.mlp_bias, None, Some(&ls2))?;
-        let down = b.linear(&act, &[down], false);
-        x = b.g.node("Add", &[&x, &down[0]], &[]);
+        let down = b.fold(
+            &l("mlp.down_proj"),
+            c.mlp_bias,
+            None,
+            fold_layer_scale.then_some(ls2.as_slice()),
+        )?;
+        let down = b.linear(&act, &[down], false, "fc2");
+        let down = b.layer_scale(&down[0], (!fold_layer_scale).then_some(ls2.as_slice()));
+        x = b.g.node("Add", &[&x, &down], &[]);
         if options.intermediate_blocks.contains(&i) {
             intermediates.push((i, b.layer_norm(&x, Some(("norm.weight", "norm.bias")))?));
         }
@@ -592,11 +771,21 @@ pub fn build_graph(
     for (i, t) in intermediates {
         b.g.output(&intermediate_output_name(i), &t, &out_dims);
     }
-    let metadata = [
+    for (name, value) in std::mem::take(&mut b.taps) {
+        b.g.output_unshaped(&name, &value);
+    }
+    let mut metadata = vec![
         ("dinoedge.arch", c.arch_name()),
         ("dinoedge.size", format!("{}x{}", size.height, size.width)),
         ("dinoedge.prefix_tokens", prefix.to_string()),
         ("dinoedge.hidden_size", d.to_string()),
     ];
+    if numerics.precision != GraphPrecision::Fp32 {
+        metadata.push(("dinoedge.precision", numerics.precision.to_string()));
+    }
+    if numerics.precision == GraphPrecision::Int8 {
+        let kept: Vec<String> = numerics.keep_blocks.iter().map(|b| b.to_string()).collect();
+        metadata.push(("dinoedge.int8_kept_blocks", kept.join(",")));
+    }
     Ok(b.g.into_model("dinov3_vit", options.attention.opset(), &metadata))
 }

@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod graph;
 pub mod npy;
+pub mod numerics;
 pub mod onnx;
 pub mod rope;
 mod runtime;

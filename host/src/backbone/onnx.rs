@@ -14,6 +14,29 @@ fn ir_version(opset: i64) -> i64 {
 const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
 const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
 
+/// The element types the backbone's graphs use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElemType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit IEEE float.
+    F16,
+    /// Signed 8-bit integer (quantised weights and activations).
+    I8,
+}
+
+impl ElemType {
+    /// ONNX's `TensorProto.DataType` code.
+    pub fn code(self) -> i64 {
+        use pb::tensor_proto::DataType as T;
+        (match self {
+            ElemType::F32 => T::Float,
+            ElemType::F16 => T::Float16,
+            ElemType::I8 => T::Int8,
+        }) as i64
+    }
+}
+
 /// An attribute value for [`GraphWriter::node`].
 pub enum Attr<'a> {
     /// An integer.
@@ -59,6 +82,44 @@ impl GraphWriter {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: FLOAT,
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a float constant stored as `ty` (f32 or f16, rounded to nearest); returns its name.
+    pub fn constant_as(
+        &mut self,
+        ty: ElemType,
+        stem: &str,
+        dims: &[usize],
+        values: &[f32],
+    ) -> String {
+        if ty != ElemType::F16 {
+            return self.constant(stem, dims, values);
+        }
+        let name = self.fresh(stem);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: ElemType::F16.code() as i32,
+            raw_data: values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds an i8 constant (quantised weights, zero points); returns its name.
+    pub fn constant_i8(&mut self, stem: &str, dims: &[usize], values: &[i8]) -> String {
+        let name = self.fresh(stem);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: ElemType::I8.code() as i32,
+            raw_data: values.iter().map(|&v| v as u8).collect(),
             ..Default::default()
         });
         name
@@ -156,6 +217,19 @@ impl GraphWriter {
     pub fn output(&mut self, name: &str, value: &str, dims: &[Dim]) {
         self.node_with_outputs("Identity", &[value], &[], &[name.to_string()]);
         self.outputs.push(value_info(name, dims));
+    }
+
+    /// Declares `value` as an f32 graph output called `name` whose shape the reader infers (the
+    /// calibration taps).
+    pub fn output_unshaped(&mut self, name: &str, value: &str) {
+        self.node_with_outputs("Identity", &[value], &[], &[name.to_string()]);
+        let mut info = value_info(name, &[]);
+        if let Some(pb::type_proto::Value::TensorType(t)) =
+            info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.shape = None;
+        }
+        self.outputs.push(info);
     }
 
     /// The finished model, with its producer and free-form metadata.

@@ -210,6 +210,37 @@ impl Weights {
         }
     }
 
+    /// Plants `count` residual channels with activations about `magnitude` times larger than
+    /// the rest, as trained ViTs with register tokens have (random weights lack them): the
+    /// patch embedding's bias and the CLS and register tokens get `magnitude` added on evenly
+    /// spaced channels, which the residual stream then carries through every block. Returns
+    /// the channels.
+    pub fn plant_outlier_channels(
+        &mut self,
+        config: &Dinov3Config,
+        count: usize,
+        magnitude: f32,
+    ) -> Vec<usize> {
+        let d = config.hidden_size;
+        let channels: Vec<usize> = (1..=count.min(d))
+            .map(|i| i * d / (count.min(d) + 1))
+            .collect();
+        for name in [
+            "embeddings.patch_embeddings.bias",
+            "embeddings.cls_token",
+            "embeddings.register_tokens",
+        ] {
+            if let Some(t) = self.tensors.get_mut(name) {
+                for (i, v) in t.data.iter_mut().enumerate() {
+                    if channels.contains(&(i % d)) {
+                        *v += magnitude;
+                    }
+                }
+            }
+        }
+        channels
+    }
+
     /// Writes the tensors as `model.safetensors` (f32).
     pub fn save(&self, path: &Path) -> Result<(), BackboneError> {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self

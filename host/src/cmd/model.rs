@@ -1,11 +1,15 @@
-//! `dinoedge model init|export`: make random-weight model folders and export the ONNX graph.
+//! `dinoedge model init|export|quantize`: make random-weight model folders, export the ONNX
+//! graph, and write it in FP16 or calibrated INT8.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use dinoedge::backbone::numerics::GraphPrecision;
 use dinoedge::backbone::{Arch, AttentionOp, GraphOptions, InputSize, ModelDir};
+use dinoedge::preprocess::Roi;
+use dinoedge::quantize::{self, Keep, Method, QuantizeOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -15,7 +19,60 @@ pub enum ModelCommand {
     /// Write the inference graph of a model folder for one input size as ONNX
     /// (input pixel_values f32 [N,3,H,W], output last_hidden_state f32 [N,5+Hp*Wp,D]).
     Export(ExportArgs),
+    /// Write the graph with its own precision: FP16 with FP32 islands, or INT8 (explicit
+    /// QuantizeLinear/DequantizeLinear) calibrated on recorded frames or images, keeping as
+    /// many blocks in FP32 as the target cosine against FP32 needs.
+    Quantize(QuantizeArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Model folder (config.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Input size HxW; both multiples of the patch size (16).
+    #[arg(long, default_value = "224x224")]
+    size: InputSize,
+    /// fp16 or int8.
+    #[arg(long, value_enum)]
+    precision: GraphPrecision,
+    /// Calibration frames: recordings, image files or folders of images (repeatable). Every
+    /// fifth frame is held out to measure the result. Needed for int8; for fp16 they measure it.
+    #[arg(long)]
+    calib: Vec<PathBuf>,
+    /// Calibration frames to use (the held-out frames come on top).
+    #[arg(long, default_value_t = 64)]
+    calib_frames: usize,
+    /// How each activation's range is chosen: max, percentile:P or mse.
+    #[arg(long, default_value = "percentile:99.99")]
+    method: Method,
+    /// Blocks kept in FP32: auto (the fewest that meet --target-cosine), none, or indices
+    /// like 0,11.
+    #[arg(long, default_value = "auto")]
+    keep: Keep,
+    /// The cosine against FP32 (CLS and patch tokens, held-out frames) the int8 graph must reach.
+    #[arg(long, default_value_t = 0.995)]
+    target_cosine: f64,
+    /// Leave the attention products (q·k and softmax·v) in FP32 instead of INT8.
+    #[arg(long)]
+    fp32_attention: bool,
+    /// Region of interest, cropped as the pipeline would: rect:X,Y,W,H, circle:CX,CY,R or
+    /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
+    #[arg(long)]
+    roi: Option<Roi>,
+    /// CPU threads for calibration and the sweep.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    threads: usize,
+    /// Folder for report.json (what was kept, scales, cosines, the sweep).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// ONNX file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// What `--outlier-channels` adds: about forty times a random-weight residual's spread.
+const OUTLIER_MAGNITUDE: f32 = 20.0;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -25,6 +82,10 @@ pub struct InitArgs {
     /// Seed of the random weights; the same seed gives the same bytes on every machine.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Plant this many residual channels with very large activations, as trained ViTs with
+    /// register tokens have and random weights lack (a test model for INT8 calibration).
+    #[arg(long, default_value_t = 0)]
+    outlier_channels: usize,
     /// Folder to write.
     #[arg(short, long)]
     output: PathBuf,
@@ -95,8 +156,17 @@ pub struct ExportArgs {
 
 pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        ModelCommand::Quantize(args) => run_quantize(args),
         ModelCommand::Init(args) => {
-            let model = ModelDir::random(args.arch, args.seed);
+            let mut model = ModelDir::random(args.arch, args.seed);
+            if args.outlier_channels > 0 {
+                let channels = model.weights.plant_outlier_channels(
+                    &model.config,
+                    args.outlier_channels,
+                    OUTLIER_MAGNITUDE,
+                );
+                println!("outlier channels planted (+{OUTLIER_MAGNITUDE}): {channels:?}");
+            }
             model
                 .save(&args.output)
                 .with_context(|| format!("writing {}", args.output.display()))?;
@@ -139,4 +209,71 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
 /// ", random weights" where the weights are not pretrained, so no figure passes for a real one.
 pub fn random_label(random: bool) -> &'static str {
     if random { ", random weights" } else { "" }
+}
+
+fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
+    let model = ModelDir::load(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let options = QuantizeOptions {
+        precision: args.precision,
+        size: args.size,
+        calib: args.calib.clone(),
+        calib_frames: args.calib_frames,
+        method: args.method,
+        keep: args.keep.clone(),
+        target_cosine: args.target_cosine,
+        int8_attention: !args.fp32_attention,
+        roi: args.roi,
+        threads: args.threads,
+    };
+    let quantized = quantize::quantize(&model, &options).with_context(|| {
+        format!(
+            "quantizing {} to {} at {}",
+            model.config.arch_name(),
+            args.precision,
+            args.size
+        )
+    })?;
+    let report = &quantized.report;
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("report.json");
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let bytes = quantize::write_atomically(&quantized.proto, &args.output)?;
+    let random = random_label(model.random_weights);
+    println!(
+        "{}: {} {} at {}, {:.1} MB{random}",
+        args.output.display(),
+        model.config.arch_name(),
+        args.precision,
+        args.size,
+        bytes as f64 / 1e6
+    );
+    if !report.skipped_frames.is_empty() {
+        println!("{} frame(s) skipped:", report.skipped_frames.len());
+        for s in &report.skipped_frames {
+            println!("  {}: {}", s.name, s.reason);
+        }
+    }
+    match &report.cosine {
+        Some(c) => println!(
+            "cosine against fp32 on {} held-out frame(s): CLS {:.5}, patch tokens {:.5} (lowest frame CLS {:.5}, lowest token {:.5}){random}",
+            report.held_out_frames, c.cls, c.patch, c.cls_min, c.patch_min
+        ),
+        None => println!("cosine against fp32: not measured (no --calib frames)"),
+    }
+    if let Some(share) = &report.int8_share {
+        println!(
+            "int8: {:.1} % of MatMul and convolution multiply-adds; blocks kept in fp32: {:?} ({}); calibrated on {} frame(s), {}",
+            share.share * 100.0,
+            report.kept_blocks,
+            report.kept_by,
+            report.calibration_frames,
+            args.method
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

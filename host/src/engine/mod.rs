@@ -362,6 +362,23 @@ pub(crate) fn prepare(
     }))
 }
 
+/// A built graph optimised for the CPU engine with `threads` threads, without choosing or
+/// logging an engine: for tools that run many graphs (calibration, sensitivity sweeps).
+pub(crate) fn cpu_plan(
+    proto: &ModelProto,
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<Arc<dyn Runnable>, EngineError> {
+    let prepare_error = |e: TractError| EngineError::Prepare {
+        engine: EngineKind::Cpu,
+        reason: format!("{e:#}"),
+    };
+    let model = Graph::Built(proto)
+        .typed_model(shape, Precision::Fp32)
+        .map_err(prepare_error)?;
+    Ok(cpu::prepare(model, threads).map_err(prepare_error)?.0)
+}
+
 /// Prepares the graph on one engine: the plan and a description of the device.
 fn prepare_on(
     kind: EngineKind,
