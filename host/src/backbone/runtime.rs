@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array3, ArrayView2, ArrayView3, ArrayView4, Axis, s};
+use ndarray::{Array3, ArrayD, ArrayView2, ArrayView3, ArrayView4, Axis, s};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::{Runnable, State};
 
@@ -120,6 +120,29 @@ pub struct OnnxFileState {
 }
 
 impl OnnxFileState {
+    /// Runs one batch; returns every output, as f32.
+    pub fn outputs(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<ArrayD<f32>>, BackboneError> {
+        if pixels.shape() != self.shape {
+            return Err(BackboneError::InputShape {
+                what: INPUT_NAME.into(),
+                expected: format!("{:?}", self.shape),
+                found: pixels.shape().to_vec(),
+            });
+        }
+        let input = engine_input(&*self.state, pixels)?;
+        let out = self
+            .state
+            .run(tvec![input])
+            .map_err(BackboneError::runtime)?;
+        out.into_iter()
+            .map(|o| {
+                f32_output(o.into_tensor())?
+                    .into_plain_array::<f32>()
+                    .map_err(BackboneError::runtime)
+            })
+            .collect()
+    }
+
     /// Runs one batch; returns the first output's shape.
     pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<usize>, BackboneError> {
         if pixels.shape() != self.shape {

@@ -1,11 +1,12 @@
-//! `dinoedge features`: run the backbone on normalised pixels from a `.npy` file.
+//! `dinoedge features`: run the backbone (a model folder, or any ONNX file such as one
+//! `model quantize` wrote) on normalised pixels from a `.npy` file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions, npy};
+use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions, npy};
 
 use super::engine::EngineArgs;
 use super::model::{GraphArgs, random_label};
@@ -13,8 +14,12 @@ use super::model::{GraphArgs, random_label};
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {
     /// Model folder (config.json + model.safetensors).
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    model: Option<PathBuf>,
+    /// An ONNX file with one f32 [N,3,H,W] input instead (e.g. from `model quantize`); its
+    /// first output is written.
     #[arg(long)]
-    model: PathBuf,
+    onnx: Option<PathBuf>,
     /// f32 .npy [N,3,H,W], already normalised (ImageNet mean/std).
     #[arg(long)]
     input: PathBuf,
@@ -31,13 +36,41 @@ pub struct FeaturesArgs {
 }
 
 pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
-    let model = ModelDir::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
     let pixels = npy::read_pixels(&args.input)?;
     let &[n, _, h, w] = pixels.shape() else {
         anyhow::bail!("{}: expected 4 dimensions", args.input.display());
     };
     let size = InputSize::new(h, w);
+    let model_dir = match (&args.model, &args.onnx) {
+        (Some(dir), _) => dir,
+        (None, Some(file)) => {
+            let onnx = OnnxFile::load(
+                file,
+                [n, 3, h, w],
+                args.threads.max(1),
+                args.engine.engine,
+                args.engine.precision,
+            )
+            .with_context(|| format!("preparing {} at {size}", file.display()))?;
+            let outputs = onnx.state()?.outputs(pixels.view())?;
+            let first = outputs
+                .first()
+                .with_context(|| format!("{}: the graph has no output", file.display()))?;
+            npy::write(&args.output, first)?;
+            println!(
+                "{}: first output {:?} from {} at {size} on {} {}",
+                args.output.display(),
+                first.shape(),
+                file.display(),
+                onnx.engine().engine,
+                onnx.engine().precision,
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, None) => anyhow::bail!("give --model DIR or --onnx FILE"),
+    };
+    let model = ModelDir::load(model_dir)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
     let backbone = Backbone::load(
         &model,
         size,

@@ -386,3 +386,44 @@ fn unreadable_frames_are_skipped_and_named() {
     assert!(skipped[0].name.ends_with("zz_broken.png"), "{skipped:?}");
     assert_eq!(q.report.kept_by, "given");
 }
+
+#[test]
+fn recordings_are_calibration_sources_frame_by_frame() {
+    use crate::recording::{RecordKind, RecordingWriter};
+    use crate::wire_tools::{SynthConfig, synthesize};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut line = Vec::new();
+    synthesize(
+        &SynthConfig {
+            frames: 7,
+            width: 64,
+            height: 48,
+            format: PixelFormat::Gray8,
+            packet: 1024,
+            ..SynthConfig::default()
+        },
+        &mut line,
+    )
+    .unwrap();
+    let path = tmp.path().join("session.rec");
+    let mut w = RecordingWriter::create(&path).unwrap();
+    // In two records, split mid-packet, as a link delivers bytes.
+    let (a, b) = line.split_at(line.len() / 3);
+    w.write(RecordKind::EdgeToHost, a).unwrap();
+    w.write(RecordKind::HostToEdge, b"credit").unwrap();
+    w.write(RecordKind::EdgeToHost, b).unwrap();
+    w.finish().unwrap();
+    let pre = PreprocessConfig::new(SIZE);
+    let got = frames::gather(std::slice::from_ref(&path), &pre, 100).unwrap();
+    assert_eq!(got.frames.len(), 7);
+    assert!(got.skipped.is_empty());
+    assert!(
+        got.frames[6].name.ends_with("session.rec#6"),
+        "{}",
+        got.frames[6].name
+    );
+    assert_eq!(got.frames[0].pixels.len(), 3 * SIZE.height * SIZE.width);
+    // A limit stops reading early.
+    let some = frames::gather(&[path], &pre, 3).unwrap();
+    assert_eq!(some.frames.len(), 3);
+}
