@@ -88,7 +88,7 @@ for variant in plain outliers; do
         --threads "$threads" --report "$dir/int8" -o "$dir/int8.onnx"
     # ONNX Runtime's static quantisation of the same FP32 export, on the same calibration frames
     # (every fifth held out, as dinoedge does): QDQ, per-channel symmetric weights, symmetric
-    # activations, min-max calibration.
+    # activations, min-max calibration, MatMul and Conv only (what dinoedge quantises).
     "$py" - "$dir" "$work/calib_px.npy" <<'PY'
 import sys
 import numpy as np
@@ -105,7 +105,7 @@ class Reader(CalibrationDataReader):
         return None if x is None else {"pixel_values": x}
 quantize_static(f"{d}/fp32.onnx", f"{d}/ort_int8.onnx", Reader(), quant_format=QuantFormat.QDQ,
                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul", "Conv"],
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
 PY
     # tract's features of each file (FP16 runs here only by tract).

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use super::calibrate::{ActivationStats, Method, scale_for};
-use super::{QuantizeError, tract_graph_options};
+use super::{QuantizeError, measured_graph_options};
 use crate::backbone::graph::build_graph_with;
 use crate::backbone::numerics::{Numerics, TAP_PREFIX, point_block};
 use crate::backbone::{BackboneError, Dinov3Config, InputSize, ModelDir};
@@ -38,7 +38,7 @@ impl Runner<'_> {
             &self.model.config,
             &self.model.weights,
             self.size,
-            &tract_graph_options(),
+            &measured_graph_options(),
             numerics,
         )?;
         let names: Vec<String> = proto

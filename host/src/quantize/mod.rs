@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tract_onnx::pb::ModelProto;
 
-use crate::backbone::graph::{GraphOptions, TRACT_KEY_MULTIPLE, build_graph_with};
+use crate::backbone::graph::{GraphOptions, build_graph_with};
 use crate::backbone::numerics::{GraphPrecision, Numerics};
 use crate::backbone::{BackboneError, InputSize, ModelDir, onnx};
 use crate::preprocess::{PreprocessConfig, Roi};
@@ -412,12 +412,11 @@ pub fn write_atomically(proto: &ModelProto, path: &Path) -> Result<u64, Quantize
     Ok(bytes.len() as u64)
 }
 
-/// The graph options calibration and the sweep run with: tract's preferred key padding (exact),
-/// batch 1.
-fn tract_graph_options() -> GraphOptions {
+/// The graph options calibration and the sweep run with: those of the written file (no key
+/// padding, so the softmax outputs calibrated are the file's), with the batch fixed at 1.
+fn measured_graph_options() -> GraphOptions {
     GraphOptions {
         batch: Some(1),
-        key_multiple: TRACT_KEY_MULTIPLE,
         ..GraphOptions::default()
     }
 }
