@@ -3,7 +3,7 @@
 
 Driven by scripts/quantize_eval.sh, which exports and quantises the files and preprocesses the
 images with dinoedge itself. Given FP32 features and each candidate's features (from
-`dinoedge features --onnx`, i.e. tract, or from ONNX Runtime), it reports:
+ONNX Runtime's CPU provider), it reports:
   - cosine of the CLS token and of the patch tokens against FP32;
   - a linear head fitted on FP32 features (classification: CLS + mean patch; segmentation: a
     per-patch classifier) and applied to each candidate's features: top-1 agreement with the
@@ -57,23 +57,18 @@ def main():
     ap.add_argument("--seg-pixels", required=True, help="segmentation images, .npy")
     ap.add_argument("--seg-masks", required=True, help="their patch masks, .npy [N, Hp*Wp] 0/1")
     ap.add_argument("--fp32", required=True, help="the FP32 ONNX file")
-    ap.add_argument("--candidate", action="append", default=[],
-                    help="NAME=FILE.onnx (run by ONNX Runtime) or NAME=DIR (tract features: DIR/cls.npy, DIR/seg.npy)")
-    ap.add_argument("--fp32-tract", help="DIR with tract's FP32 cls.npy and seg.npy (reference for tract candidates)")
+    ap.add_argument("--candidate", action="append", default=[], help="NAME=FILE.onnx")
     args = ap.parse_args()
 
     cls_px = np.load(args.cls_pixels)
     cls_y = np.load(args.cls_labels)
     seg_px = np.load(args.seg_pixels)
     seg_m = np.load(args.seg_masks).astype(bool)
-    ref = {"ort": (ort_features(args.fp32, cls_px, args.threads), ort_features(args.fp32, seg_px, args.threads))}
-    if args.fp32_tract:
-        ref["tract"] = (np.load(f"{args.fp32_tract}/cls.npy"), np.load(f"{args.fp32_tract}/seg.npy"))
+    fc = ort_features(args.fp32, cls_px, args.threads)
+    fs = ort_features(args.fp32, seg_px, args.threads)
     p = args.prefix
 
-    # Heads fitted on FP32 features (ONNX Runtime's), first half of each set; scored on the rest.
-    fc, fs = ref["ort"]
-    n_cls = len(cls_px) // 2
+    # Heads fitted on FP32 features, even-numbered images; scored on the odd ones.
     train = np.arange(len(cls_px)) % 2 == 0
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(cls_mean(fc, p)[train], cls_y[train])
     seg_train = np.arange(len(seg_px)) % 2 == 0
@@ -87,13 +82,8 @@ def main():
 
     for spec in args.candidate:
         name, path = spec.split("=", 1)
-        if path.endswith(".onnx"):
-            runtime = "ort"
-            gc, gs = ort_features(path, cls_px, args.threads), ort_features(path, seg_px, args.threads)
-        else:
-            runtime = "tract"
-            gc, gs = np.load(f"{path}/cls.npy"), np.load(f"{path}/seg.npy")
-        rc, rs = ref[runtime]
+        gc, gs = ort_features(path, cls_px, args.threads), ort_features(path, seg_px, args.threads)
+        rc, rs = fc, fs
         c = cosines(np.concatenate([rc, rs]), np.concatenate([gc, gs]), p)
         pred_ref = clf.predict(cls_mean(rc, p)[test_c])
         pred = clf.predict(cls_mean(gc, p)[test_c])
@@ -102,7 +92,7 @@ def main():
             a = seg.predict(rs[i, p:])
             b = seg.predict(gs[i, p:])
             dices.append(dice(a.astype(bool), b.astype(bool)))
-        print(json.dumps({"candidate": name, "runtime": runtime, **c,
+        print(json.dumps({"candidate": name, "runtime": "onnxruntime " + ort.__version__, **c,
                           "top1_agreement": float((pred == pred_ref).mean()),
                           "dice_vs_fp32_mean": float(np.mean(dices)), "dice_vs_fp32_min": float(np.min(dices)),
                           "note": "random weights"}))

@@ -108,6 +108,26 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The configuration file's name in a model folder.
 pub const CONFIG_FILE: &str = "config.json";
 
+#[cfg(test)]
+impl ModelDir {
+    /// A small random-weight ViT for tests: ViT-S/16's layout narrowed to `hidden` wide (MLP
+    /// twice that, two heads) and `blocks` deep.
+    pub(crate) fn tiny_random(hidden: usize, blocks: usize, seed: u64) -> Self {
+        let mut config = Arch::Vits16.config();
+        config.hidden_size = hidden;
+        config.intermediate_size = 2 * hidden;
+        config.num_attention_heads = 2;
+        config.num_hidden_layers = blocks;
+        let weights = Weights::random(&config, seed);
+        ModelDir {
+            path: PathBuf::new(),
+            config,
+            weights,
+            random_weights: true,
+        }
+    }
+}
+
 impl ModelDir {
     /// Reads `DIR/config.json` and `DIR/model.safetensors` and checks them against each other.
     pub fn load(dir: &Path) -> Result<Self, BackboneError> {

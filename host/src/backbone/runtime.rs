@@ -120,8 +120,8 @@ pub struct OnnxFileState {
 }
 
 impl OnnxFileState {
-    /// Runs one batch; returns every output, as f32.
-    pub fn outputs(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<ArrayD<f32>>, BackboneError> {
+    /// Runs one batch, as the engine's plan returns it.
+    fn run_plan(&mut self, pixels: ArrayView4<f32>) -> Result<TVec<TValue>, BackboneError> {
         if pixels.shape() != self.shape {
             return Err(BackboneError::InputShape {
                 what: INPUT_NAME.into(),
@@ -130,11 +130,13 @@ impl OnnxFileState {
             });
         }
         let input = engine_input(&*self.state, pixels)?;
-        let out = self
-            .state
-            .run(tvec![input])
-            .map_err(BackboneError::runtime)?;
-        out.into_iter()
+        self.state.run(tvec![input]).map_err(BackboneError::runtime)
+    }
+
+    /// Runs one batch; returns every output, as f32.
+    pub fn outputs(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<ArrayD<f32>>, BackboneError> {
+        self.run_plan(pixels)?
+            .into_iter()
             .map(|o| {
                 f32_output(o.into_tensor())?
                     .into_plain_array::<f32>()
@@ -145,18 +147,7 @@ impl OnnxFileState {
 
     /// Runs one batch; returns the first output's shape.
     pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Vec<usize>, BackboneError> {
-        if pixels.shape() != self.shape {
-            return Err(BackboneError::InputShape {
-                what: INPUT_NAME.into(),
-                expected: format!("{:?}", self.shape),
-                found: pixels.shape().to_vec(),
-            });
-        }
-        let input = engine_input(&*self.state, pixels)?;
-        let out = self
-            .state
-            .run(tvec![input])
-            .map_err(BackboneError::runtime)?;
+        let out = self.run_plan(pixels)?;
         Ok(out.first().map(|t| t.shape().to_vec()).unwrap_or_default())
     }
 }

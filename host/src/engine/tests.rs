@@ -2,22 +2,11 @@
 
 use super::*;
 use crate::backbone::graph::{GraphOptions, build_graph};
-use crate::backbone::{Arch, Backbone, Dinov3Config, InputSize, ModelDir, RuntimeOptions};
+use crate::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
 
 /// A two-block ViT small enough to prepare in a test.
 fn tiny(seed: u64) -> ModelDir {
-    let mut config: Dinov3Config = Arch::Vits16.config();
-    config.hidden_size = 32;
-    config.intermediate_size = 64;
-    config.num_attention_heads = 2;
-    config.num_hidden_layers = 2;
-    let weights = crate::backbone::Weights::random(&config, seed);
-    ModelDir {
-        path: Default::default(),
-        config,
-        weights,
-        random_weights: true,
-    }
+    ModelDir::tiny_random(32, 2, seed)
 }
 
 fn graph(model: &ModelDir, size: InputSize, batch: usize) -> ModelProto {

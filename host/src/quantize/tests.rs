@@ -9,28 +9,17 @@ use super::*;
 use crate::backbone::graph::build_graph_with;
 use crate::backbone::numerics::quant_points;
 use crate::backbone::onnx::ElemType;
-use crate::backbone::{Arch, Dinov3Config, Weights};
 use crate::preprocess::resample::textured;
 use crate::proto::message::PixelFormat;
 
 /// A three-block ViT small enough to calibrate in a test, with one planted outlier channel
 /// when asked.
 fn tiny(outliers: bool) -> ModelDir {
-    let mut config: Dinov3Config = Arch::Vits16.config();
-    config.hidden_size = 64;
-    config.intermediate_size = 128;
-    config.num_attention_heads = 2;
-    config.num_hidden_layers = 3;
-    let mut weights = Weights::random(&config, 7);
+    let mut model = ModelDir::tiny_random(64, 3, 7);
     if outliers {
-        weights.plant_outlier_channels(&config, 1, 20.0);
+        model.weights.plant_outlier_channels(&model.config, 1, 20.0);
     }
-    ModelDir {
-        path: Default::default(),
-        config,
-        weights,
-        random_weights: true,
-    }
+    model
 }
 
 const SIZE: InputSize = InputSize {
@@ -62,6 +51,18 @@ fn options(precision: GraphPrecision, calib: Vec<PathBuf>) -> QuantizeOptions {
         roi: None,
         threads: 1,
     }
+}
+
+/// The graph of `model` at [`SIZE`] as a file would hold it.
+fn build(model: &ModelDir, numerics: &Numerics) -> pb::ModelProto {
+    build_graph_with(
+        &model.config,
+        &model.weights,
+        SIZE,
+        &GraphOptions::default(),
+        numerics,
+    )
+    .unwrap()
 }
 
 fn nodes(proto: &pb::ModelProto) -> &[pb::NodeProto] {
@@ -112,14 +113,7 @@ fn int8_numerics(model: &ModelDir, keep: &[usize]) -> Numerics {
 fn int8_puts_quantise_dequantise_pairs_on_both_inputs_of_each_matmul_and_the_patch_conv() {
     let model = tiny(false);
     let numerics = int8_numerics(&model, &[1]);
-    let proto = build_graph_with(
-        &model.config,
-        &model.weights,
-        SIZE,
-        &GraphOptions::default(),
-        &numerics,
-    )
-    .unwrap();
+    let proto = build(&model, &numerics);
     assert_eq!(proto.opset_import[0].version, onnx::OPSET);
     let from = producers(&proto);
     let inits = initializers(&proto);
@@ -180,14 +174,7 @@ fn fp16_casts_only_at_the_fp32_islands() {
         precision: GraphPrecision::Fp16,
         ..Numerics::default()
     };
-    let proto = build_graph_with(
-        &model.config,
-        &model.weights,
-        SIZE,
-        &GraphOptions::default(),
-        &numerics,
-    )
-    .unwrap();
+    let proto = build(&model, &numerics);
     let from = producers(&proto);
     let inits = initializers(&proto);
     let blocks = model.config.num_hidden_layers;
