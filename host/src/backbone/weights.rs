@@ -210,11 +210,13 @@ impl Weights {
         }
     }
 
-    /// Plants `count` residual channels with activations about `magnitude` times larger than
-    /// the rest, as trained ViTs with register tokens have (random weights lack them): the
-    /// patch embedding's bias and the CLS and register tokens get `magnitude` added on evenly
-    /// spaced channels, which the residual stream then carries through every block. Returns
-    /// the channels.
+    /// Plants `count` residual channels with very large activations, as trained ViTs with
+    /// register tokens have (random weights lack them): the patch embedding's bias and the CLS
+    /// and register tokens get `magnitude` added on evenly spaced channels, which the residual
+    /// stream then carries into every block's LayerNorms and projections. The final norm gives
+    /// those channels a weight of 0, so that the model's output (and any cosine or head measured
+    /// on it) is about the other channels, not dominated by the planted ones. Returns the
+    /// channels.
     pub fn plant_outlier_channels(
         &mut self,
         config: &Dinov3Config,
@@ -234,6 +236,15 @@ impl Weights {
                 for (i, v) in t.data.iter_mut().enumerate() {
                     if channels.contains(&(i % d)) {
                         *v += magnitude;
+                    }
+                }
+            }
+        }
+        for name in ["norm.weight", "norm.bias"] {
+            if let Some(t) = self.tensors.get_mut(name) {
+                for &c in &channels {
+                    if let Some(v) = t.data.get_mut(c) {
+                        *v = 0.0;
                     }
                 }
             }
