@@ -414,3 +414,49 @@ fn recordings_are_calibration_sources_frame_by_frame() {
     let some = frames::gather(&[path], &pre, 3).unwrap();
     assert_eq!(some.frames.len(), 3);
 }
+
+#[test]
+fn the_sweep_keeps_the_most_helpful_blocks_until_the_target_is_met() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = images(&tmp.path().join("frames"), 10);
+    let model = tiny(false);
+    let keeping = |blocks: &[usize]| {
+        let q = quantize(
+            &model,
+            &QuantizeOptions {
+                keep: Keep::Blocks(blocks.iter().copied().collect()),
+                ..options(GraphPrecision::Int8, vec![frames.clone()])
+            },
+        )
+        .unwrap();
+        (
+            q.report.cosine.unwrap().worst(),
+            q.report.int8_share.unwrap().share,
+        )
+    };
+    let (floor, share_none) = keeping(&[]);
+    let (best_block, best) = (0..model.config.num_hidden_layers)
+        .map(|b| (b, keeping(&[b]).0))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .unwrap();
+    assert!(best > floor, "keeping a block helps: {best} vs {floor}");
+    // A target between INT8 everywhere and the most helpful block kept alone: the sweep keeps
+    // exactly that block.
+    let target = (floor + best) / 2.0;
+    let auto = quantize(
+        &model,
+        &QuantizeOptions {
+            target_cosine: target,
+            ..options(GraphPrecision::Int8, vec![frames.clone()])
+        },
+    )
+    .unwrap();
+    let r = &auto.report;
+    assert_eq!(r.kept_by, "auto");
+    assert_eq!(r.kept_blocks, vec![best_block], "{r:#?}");
+    assert!(r.cosine.unwrap().worst() >= target, "{r:#?}");
+    assert_eq!(r.sensitivity.len(), model.config.num_hidden_layers);
+    assert_eq!(r.sweep.len(), 2);
+    // Fewer multiply-adds in INT8 than with nothing kept.
+    assert!(r.int8_share.unwrap().share < share_none);
+}
