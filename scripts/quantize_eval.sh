@@ -88,6 +88,10 @@ for variant in ${VARIANTS:-plain outliers}; do
         --threads "$threads" --report "$dir/fp16" -o "$dir/fp16.onnx"
     "$bin" model quantize --model "$dir" --size "$size" --precision int8 --calib "$work/calib" \
         --threads "$threads" --report "$dir/int8" -o "$dir/int8.onnx"
+    # A stricter target, to see what the sweep keeps and what that buys.
+    "$bin" model quantize --model "$dir" --size "$size" --precision int8 --calib "$work/calib" \
+        --threads "$threads" --target-cosine 0.9995 --report "$dir/int8_strict" \
+        -o "$dir/int8_strict.onnx"
     # ONNX Runtime's static quantisation of the same FP32 export, on the same calibration frames
     # (every fifth held out, as dinoedge does): QDQ, per-channel symmetric weights, symmetric
     # activations, min-max calibration, MatMul and Conv only (what dinoedge quantises).
@@ -115,11 +119,12 @@ PY
         --cls-pixels "$work/cls_px.npy" --cls-labels "$work/cls_y.npy" \
         --seg-pixels "$work/seg_px.npy" --seg-masks "$work/seg_m.npy" \
         --fp32 "$dir/fp32.onnx" --candidate "fp16=$dir/fp16.onnx" \
-        --candidate "int8=$dir/int8.onnx" --candidate "ort_int8=$dir/ort_int8.onnx" \
+        --candidate "int8=$dir/int8.onnx" --candidate "int8_strict=$dir/int8_strict.onnx" \
+        --candidate "ort_int8=$dir/ort_int8.onnx" \
         | tee "$dir/eval.jsonl"
     echo "== $arch $variant: speed, batch 1, $threads thread(s) (random weights)"
     median() { "$py" -c 'import json,sys; print("%.1f ms" % json.load(sys.stdin)["median_ms"])'; }
-    for f in fp32 int8 ort_int8; do
+    for f in fp32 int8 int8_strict ort_int8; do
         # A runtime that cannot load a file says so instead of ending the run.
         t=$("$bin" bench-model --onnx "$dir/$f.onnx" --size "$size" --threads "$threads" --runs 10 --json 2>/dev/null | median || echo "cannot load")
         o=$("$py" scripts/ort_bench.py "$dir/$f.onnx" --size "$size" --threads "$threads" --runs 10 | median)
