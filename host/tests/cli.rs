@@ -261,3 +261,89 @@ fn doctor_reports_the_machine_and_the_engine_auto_picks() {
     assert!(out.contains("auto picks cpu"), "{out}");
     assert!(out.contains("The default pipeline runs here."), "{out}");
 }
+
+#[test]
+fn model_quantize_writes_a_whole_file_or_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let model = fixtures().join("tiny_mlp");
+    let model = model.to_str().unwrap();
+    let frames = tmp.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..6u32 {
+        let img = image::RgbImage::from_fn(40 + i, 36, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 7) as u8, ((x + y + 9 * i) * 3) as u8])
+        });
+        img.save(frames.join(format!("f{i}.png"))).unwrap();
+    }
+
+    let (code, out, err) = dinoedge(&[
+        "model",
+        "export",
+        "--model",
+        model,
+        "--size",
+        "32x32",
+        "--precision",
+        "fp16",
+        "-o",
+        &d("fp16.onnx"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fp16"), "{out}");
+    let (code, _, err) = dinoedge(&[
+        "model",
+        "export",
+        "--model",
+        model,
+        "--precision",
+        "int8",
+        "-o",
+        &d("x.onnx"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("model quantize"), "{err}");
+
+    // Too few frames: an error, and nothing written, not even a partial file.
+    let few = tmp.path().join("few");
+    std::fs::create_dir_all(&few).unwrap();
+    std::fs::copy(frames.join("f0.png"), few.join("f0.png")).unwrap();
+    let quantize = |calib: &std::path::Path, out: &str| {
+        dinoedge(&[
+            "model",
+            "quantize",
+            "--model",
+            model,
+            "--size",
+            "32x32",
+            "--precision",
+            "int8",
+            "--calib",
+            calib.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--report",
+            &d("report"),
+            "-o",
+            &d(out),
+        ])
+    };
+    let (code, _, err) = quantize(&few, "few.onnx");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("1 usable calibration frame"), "{err}");
+    assert!(!tmp.path().join("few.onnx").exists());
+    assert!(!tmp.path().join("few.onnx.partial").exists());
+
+    let (code, out, err) = quantize(&frames, "int8.onnx");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cosine against fp32") && out.contains("int8: 100.0 %"),
+        "{out}"
+    );
+    assert!(tmp.path().join("int8.onnx").exists());
+    let report = std::fs::read_to_string(tmp.path().join("report/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["precision"], "int8");
+    assert_eq!(report["calibration_frames"], 5);
+    assert_eq!(report["held_out_frames"], 1);
+}

@@ -188,8 +188,27 @@ impl ModelDir {
         path: &Path,
         external: bool,
     ) -> Result<u64, BackboneError> {
-        let mut proto = graph::build_graph(&self.config, &self.weights, size, options)?;
-        let weight_bytes = 4 * self.weights.parameter_count();
+        self.write_onnx_with(size, options, &numerics::Numerics::fp32(), path, external)
+    }
+
+    /// [`ModelDir::write_onnx`], with the graph's numbers written as `numerics` asks (FP16
+    /// with FP32 islands, say).
+    pub fn write_onnx_with(
+        &self,
+        size: InputSize,
+        options: &GraphOptions,
+        numerics: &numerics::Numerics,
+        path: &Path,
+        external: bool,
+    ) -> Result<u64, BackboneError> {
+        let mut proto =
+            graph::build_graph_with(&self.config, &self.weights, size, options, numerics)?;
+        let bytes_per_weight = match numerics.precision {
+            numerics::GraphPrecision::Fp32 => 4,
+            numerics::GraphPrecision::Fp16 => 2,
+            numerics::GraphPrecision::Int8 => 1,
+        };
+        let weight_bytes = bytes_per_weight * self.weights.parameter_count();
         let io = |path: PathBuf| move |source| BackboneError::Io { path, source };
         let mut written = 0u64;
         if external || weight_bytes >= EXTERNAL_DATA_THRESHOLD {

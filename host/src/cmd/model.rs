@@ -149,6 +149,10 @@ pub struct ExportArgs {
     /// 1 GiB of weights, since a protobuf message cannot exceed 2 GB.
     #[arg(long)]
     external_data: bool,
+    /// fp32, or fp16 with FP32 islands (as `model quantize --precision fp16` writes it, without
+    /// measuring it); int8 needs calibration: `model quantize`.
+    #[arg(long, value_enum, default_value_t = GraphPrecision::Fp32)]
+    precision: GraphPrecision,
     /// ONNX file to write.
     #[arg(short, long)]
     output: PathBuf,
@@ -180,20 +184,31 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Export(args) => {
+            if args.precision == GraphPrecision::Int8 {
+                anyhow::bail!(
+                    "--precision int8 needs calibration frames: use `dinoedge model quantize --precision int8 --calib ...`"
+                );
+            }
             let model = ModelDir::load(&args.model)
                 .with_context(|| format!("loading model {}", args.model.display()))?;
+            let numerics = dinoedge::backbone::numerics::Numerics {
+                precision: args.precision,
+                ..Default::default()
+            };
             let bytes = model
-                .write_onnx(
+                .write_onnx_with(
                     args.size,
                     &args.graph.options(args.batch),
+                    &numerics,
                     &args.output,
                     args.external_data,
                 )
                 .with_context(|| format!("exporting {}", args.output.display()))?;
             println!(
-                "{}: {} at {} ({} tokens), {:.1} MB{}",
+                "{}: {} {} at {} ({} tokens), {:.1} MB{}",
                 args.output.display(),
                 model.config.arch_name(),
+                args.precision,
                 args.size,
                 model.config.prefix_tokens()
                     + (args.size.height / model.config.patch_size)
