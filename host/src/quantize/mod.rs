@@ -279,7 +279,11 @@ pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized
         size: options.size,
         threads: options.threads.max(1),
     };
-    let reference = run.outputs(&Numerics::fp32(), &held_out)?;
+    let reference = if held_out.is_empty() {
+        Vec::new()
+    } else {
+        run.outputs(&Numerics::fp32(), &held_out)?
+    };
     let mut numerics = Numerics {
         precision: options.precision,
         int8_attention: int8 && options.int8_attention,
