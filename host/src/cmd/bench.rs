@@ -245,7 +245,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = PipelineConfig {
         policy,
         workers,
-        roi: args.model.roi,
+        roi: args.model.region.roi,
         max_frames: args.frames,
         capture_clock: false,
         ..PipelineConfig::default()

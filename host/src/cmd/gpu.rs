@@ -42,7 +42,7 @@ mod with_cuda {
         GpuPreprocessor, GpuTimings, KERNEL_NAMES, compile_preprocess_cubin, compile_preprocess_ptx,
     };
     use dinoedge::preprocess::resample::{ReferencePreprocessor, textured};
-    use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, Roi, load_image};
+    use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, load_image};
     use dinoedge::proto::message::PixelFormat;
     use half::f16;
 
@@ -82,10 +82,8 @@ mod with_cuda {
         /// Model input size HxW.
         #[arg(long, default_value = "224x224")]
         size: InputSize,
-        /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
-        /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
-        #[arg(long)]
-        roi: Option<Roi>,
+        #[command(flatten)]
+        region: crate::cmd::RoiArg,
         /// Runs per frame for the median times.
         #[arg(long, default_value_t = 50)]
         runs: usize,
@@ -283,7 +281,7 @@ mod with_cuda {
 
     fn preprocess(args: PreprocessArgs) -> anyhow::Result<ExitCode> {
         let mut config = PreprocessConfig::new(args.size);
-        config.roi = args.roi;
+        config.roi = args.region.roi;
         let mut gpu =
             GpuPreprocessor::new(config.clone()).context("starting the GPU preprocessor")?;
         let (major, minor) = gpu.compute_capability()?;

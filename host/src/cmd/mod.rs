@@ -109,3 +109,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// `--roi`, for every command that preprocesses frames as the pipeline does.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RoiArg {
+    /// Region of interest, cropped before the resize: rect:X,Y,W,H, circle:CX,CY,R (an
+    /// endoscope's round image) or sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END (an
+    /// ultrasound fan, degrees from straight down).
+    #[arg(long)]
+    pub roi: Option<dinoedge::preprocess::Roi>,
+}

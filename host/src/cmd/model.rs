@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use dinoedge::backbone::numerics::GraphPrecision;
 use dinoedge::backbone::{Arch, AttentionOp, GraphOptions, InputSize, ModelDir};
-use dinoedge::preprocess::Roi;
 use dinoedge::quantize::{self, Keep, Method, QuantizeOptions};
 
 #[derive(Debug, Subcommand)]
@@ -56,10 +55,8 @@ pub struct QuantizeArgs {
     /// Leave the attention products (q·k and softmax·v) in FP32 instead of INT8.
     #[arg(long)]
     fp32_attention: bool,
-    /// Region of interest, cropped as the pipeline would: rect:X,Y,W,H, circle:CX,CY,R or
-    /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
-    #[arg(long)]
-    roi: Option<Roi>,
+    #[command(flatten)]
+    region: super::RoiArg,
     /// CPU threads for calibration and the sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
@@ -238,7 +235,7 @@ fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         keep: args.keep.clone(),
         target_cosine: args.target_cosine,
         int8_attention: !args.fp32_attention,
-        roi: args.roi,
+        roi: args.region.roi,
         threads: args.threads,
     };
     let quantized = quantize::quantize(&model, &options).with_context(|| {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use dinoedge::backbone::{InputSize, npy};
-use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, Roi, load_image};
+use dinoedge::preprocess::{FrameRef, PreprocessConfig, Preprocessor, load_image};
 use dinoedge::proto::message::PixelFormat;
 use ndarray::{Array4, Axis};
 
@@ -18,10 +18,8 @@ pub struct PreprocessArgs {
     /// Model input size HxW.
     #[arg(long, default_value = "224x224")]
     size: InputSize,
-    /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
-    /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END (degrees from straight down).
-    #[arg(long)]
-    roi: Option<Roi>,
+    #[command(flatten)]
+    region: super::RoiArg,
     /// f32 .npy to write, [N, 3, H, W], ImageNet-normalised.
     #[arg(short, long)]
     output: PathBuf,
@@ -29,7 +27,7 @@ pub struct PreprocessArgs {
 
 pub fn run(args: PreprocessArgs) -> anyhow::Result<ExitCode> {
     let mut config = PreprocessConfig::new(args.size);
-    config.roi = args.roi;
+    config.roi = args.region.roi;
     let mut pre = Preprocessor::new(config);
     let (h, w) = (args.size.height, args.size.width);
     let mut batch = Array4::<f32>::zeros((args.input.len(), 3, h, w));

@@ -18,7 +18,6 @@ use dinoedge::pipeline::{
     self, FrameRecord, HeadOutput, Input, LiveStatus, Models, PipelineConfig, PipelineReport,
     Policy,
 };
-use dinoedge::preprocess::Roi;
 use dinoedge::recording::Pace;
 
 use super::engine::EngineArgs;
@@ -62,10 +61,8 @@ pub struct ModelArgs {
     /// DEGRADED.
     #[arg(long, value_enum, default_value_t = GpuFaultPolicy::Exit)]
     pub on_gpu_fault: GpuFaultPolicy,
-    /// Region of interest: rect:X,Y,W,H, circle:CX,CY,R or
-    /// sector:APEX_X,APEX_Y,R_INNER,R_OUTER,DEG_START,DEG_END.
-    #[arg(long)]
-    pub roi: Option<Roi>,
+    #[command(flatten)]
+    pub region: super::RoiArg,
 }
 
 impl ModelArgs {
@@ -446,7 +443,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = PipelineConfig {
         policy,
         workers,
-        roi: args.model.roi,
+        roi: args.model.region.roi,
         max_frames: args.frames,
         duration,
         capture_clock: !matches!(&input, Input::Replay { .. }),
