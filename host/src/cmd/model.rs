@@ -35,7 +35,7 @@ pub struct QuantizeArgs {
     /// fp16 or int8.
     #[arg(long, value_enum)]
     precision: GraphPrecision,
-    /// Calibration frames: recordings, image files or folders of images (repeatable). Every
+    /// Calibration frames: recordings, image files, DICOM cines or folders of them (repeatable). Every
     /// fifth frame is held out to measure the result. Needed for int8; for fp16 they measure it.
     #[arg(long)]
     calib: Vec<PathBuf>,

@@ -1,5 +1,6 @@
-//! Calibration frames: images (a file or a folder of them) and recordings, preprocessed exactly
-//! as the pipeline preprocesses a frame (same resampling, ROI and normalisation).
+//! Calibration frames: images (a file or a folder of them), DICOM cines and recordings,
+//! preprocessed exactly as the pipeline preprocesses a frame (same resampling, ROI and
+//! normalisation).
 
 use std::cell::Cell;
 use std::io::Read;
@@ -44,12 +45,16 @@ pub struct Gathered {
     pub skipped: Vec<SkippedFrame>,
 }
 
-const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "dcm"];
 
-fn is_image(path: &Path) -> bool {
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+        .is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+fn is_image(path: &Path) -> bool {
+    has_extension(path, &IMAGE_EXTENSIONS)
 }
 
 /// Image files under `dir`, depth first, in name order (so the same folder gives the same frames
@@ -107,10 +112,10 @@ pub fn gather(
                 if out.frames.len() >= limit {
                     break;
                 }
-                add_image(&file, &mut pre, &mut out);
+                add_image(&file, &mut pre, &mut out, limit);
             }
         } else if is_image(source) {
-            add_image(source, &mut pre, &mut out);
+            add_image(source, &mut pre, &mut out, limit);
         } else {
             add_recording(source, &mut pre, &mut out, limit)?;
         }
@@ -118,8 +123,32 @@ pub fn gather(
     Ok(out)
 }
 
-fn add_image(path: &Path, pre: &mut Preprocessor, out: &mut Gathered) {
+fn add_image(path: &Path, pre: &mut Preprocessor, out: &mut Gathered, limit: usize) {
     let name = path.display().to_string();
+    if has_extension(path, &["dcm"]) {
+        // A DICOM cine: each of its frames, as the edge simulator would send them.
+        match dinoedge_dicom::load_dicom(path) {
+            Ok(cine) => {
+                for (i, frame) in cine.frames.iter().enumerate() {
+                    if out.frames.len() >= limit {
+                        break;
+                    }
+                    let result = pre.run(FrameRef {
+                        format: PixelFormat::Gray8,
+                        width: u32::from(cine.width),
+                        height: u32::from(cine.height),
+                        data: frame,
+                    });
+                    push(format!("{name}#{i}"), result, out);
+                }
+            }
+            Err(e) => out.skipped.push(SkippedFrame {
+                name,
+                reason: e.to_string(),
+            }),
+        }
+        return;
+    }
     let result = load_image(path).and_then(|(width, height, rgb)| {
         pre.run(FrameRef {
             format: PixelFormat::Rgb888,

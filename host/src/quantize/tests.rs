@@ -460,3 +460,14 @@ fn the_sweep_keeps_the_most_helpful_blocks_until_the_target_is_met() {
     // Fewer multiply-adds in INT8 than with nothing kept.
     assert!(r.int8_share.unwrap().share < share_none);
 }
+
+#[test]
+fn a_dicom_cine_gives_its_frames() {
+    let cine = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/echo_cine.dcm");
+    let pre = PreprocessConfig::new(SIZE);
+    let got = frames::gather(std::slice::from_ref(&cine), &pre, 12).unwrap();
+    assert_eq!(got.frames.len(), 12);
+    assert!(got.frames[11].name.ends_with("echo_cine.dcm#11"));
+    // Successive frames of a beating heart differ.
+    assert_ne!(got.frames[0].pixels, got.frames[6].pixels);
+}
