@@ -98,6 +98,19 @@ pub enum BackboneError {
         /// What is wrong.
         reason: String,
     },
+    /// A `--model` argument that is neither a folder nor a repo id in the local hub cache.
+    #[error(
+        "{repo}: no such model folder, and not in the Hugging Face cache {}: {reason}. To use a hub model offline, download it where the hub is reachable (`huggingface-cli download {repo}`, after accepting its licence) and copy the cache (or set HF_HUB_CACHE to it), or give the model's folder",
+        cache.display()
+    )]
+    NotInHubCache {
+        /// The argument as given.
+        repo: String,
+        /// The cache looked in.
+        cache: PathBuf,
+        /// What was missing.
+        reason: String,
+    },
     /// A graph form that cannot be written with the numerics asked for.
     #[error("graph form: {0}")]
     GraphForm(String),

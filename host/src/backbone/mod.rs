@@ -9,6 +9,7 @@
 mod config;
 mod error;
 pub mod graph;
+pub mod hub;
 pub mod npy;
 pub mod numerics;
 pub mod onnx;
@@ -130,7 +131,10 @@ impl ModelDir {
 
 impl ModelDir {
     /// Reads `DIR/config.json` and `DIR/model.safetensors` and checks them against each other.
+    /// `DIR` may also be a Hugging Face repo id (`ORG/NAME[@REVISION]`), found offline in the
+    /// hub cache ([`hub`]).
     pub fn load(dir: &Path) -> Result<Self, BackboneError> {
+        let dir = &hub::resolve_model_arg(dir, hub::HubCache::from_env().as_ref())?;
         let config = Dinov3Config::from_file(&dir.join(CONFIG_FILE))?;
         let weights = Weights::load(&dir.join(WEIGHTS_FILE), &config)?;
         Ok(ModelDir {
