@@ -426,6 +426,11 @@ pub fn build_graph_with(
     numerics: &Numerics,
 ) -> Result<pb::ModelProto, BackboneError> {
     size.check(config.patch_size)?;
+    if numerics.taps && numerics.precision != GraphPrecision::Fp32 {
+        return Err(BackboneError::GraphForm(
+            "calibration taps are FP32 outputs of the FP32 graph".into(),
+        ));
+    }
     if (numerics.precision != GraphPrecision::Fp32 || numerics.taps)
         && options.attention != AttentionOp::Matmul
     {

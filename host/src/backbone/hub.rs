@@ -46,6 +46,17 @@ impl HubCache {
             cache: self.root.clone(),
             reason,
         };
+        // A revision or commit becomes a path component: nothing that could leave the folder.
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
+        if !plain(revision) {
+            return Err(not_here(format!("{revision:?} is not a revision name")));
+        }
         let repo_dir = self.root.join(format!("models--{}", id.replace('/', "--")));
         if !repo_dir.is_dir() {
             return Err(not_here("the repository is not in the cache".into()));
@@ -57,7 +68,7 @@ impl HubCache {
             Err(_) => revision.to_string(),
         };
         let snapshot = repo_dir.join("snapshots").join(&commit);
-        if commit.is_empty() || commit.contains(['/', '\\']) || !snapshot.is_dir() {
+        if !plain(&commit) || !snapshot.is_dir() {
             return Err(not_here(format!(
                 "no snapshot for revision {revision:?} (looked for {})",
                 snapshot.display()
@@ -139,6 +150,8 @@ mod tests {
         let e = resolve_model_arg(Path::new(&format!("{REPO}@ccc333")), Some(&c)).unwrap_err();
         assert!(e.to_string().contains("ccc333"), "{e}");
         assert!(resolve_model_arg(Path::new(&format!("{REPO}@../x")), Some(&c)).is_err());
+        assert!(resolve_model_arg(Path::new(&format!("{REPO}@..")), Some(&c)).is_err());
+        assert!(resolve_model_arg(Path::new(&format!("{REPO}@.")), Some(&c)).is_err());
         assert!(resolve_model_arg(Path::new(REPO), None).is_err());
     }
 

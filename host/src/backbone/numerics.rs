@@ -20,8 +20,9 @@ pub enum GraphPrecision {
     /// Weights and activations in FP16; the residual stream, LayerNorm, the attention softmax,
     /// the RoPE rotation and LayerScale in FP32.
     Fp16,
-    /// INT8 on both inputs of each MatMul and of the patch convolution (per-channel weights,
-    /// per-tensor calibrated activations, all symmetric), FP32 elsewhere and in kept blocks.
+    /// INT8 on both inputs of each projection MatMul, of the patch convolution and (with
+    /// `int8_attention`) of the two attention products: per-channel weights, per-tensor
+    /// calibrated activations, all symmetric; FP32 elsewhere and in kept blocks.
     Int8,
 }
 
@@ -115,7 +116,13 @@ pub fn quantize_weight(
     }
     let scales: Vec<f32> = max
         .iter()
-        .map(|&m| if m > 0.0 { m / INT8_MAX } else { 1.0 })
+        .map(|&m| {
+            if m > 0.0 {
+                (m / INT8_MAX).max(f32::MIN_POSITIVE)
+            } else {
+                1.0
+            }
+        })
         .collect();
     let mut q = vec![0i8; rows * cols];
     for r in 0..rows {

@@ -45,8 +45,8 @@ pub struct QuantizeArgs {
     /// How each activation's range is chosen: max, percentile:P or mse.
     #[arg(long, default_value = "percentile:99.99")]
     method: Method,
-    /// Blocks kept in FP32: auto (the fewest that meet --target-cosine), none, or indices
-    /// like 0,11.
+    /// Blocks kept in FP32: auto (a greedy sweep keeps the most helpful blocks first until
+    /// --target-cosine is met), none, or indices like 0,11.
     #[arg(long, default_value = "auto")]
     keep: Keep,
     /// The cosine against FP32 (CLS and patch tokens, held-out frames) the int8 graph must reach.
@@ -271,10 +271,18 @@ fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match &report.cosine {
-        Some(c) => println!(
-            "cosine against fp32 on {} held-out frame(s): CLS {:.5}, patch tokens {:.5} (lowest frame CLS {:.5}, lowest token {:.5}){random}",
-            report.held_out_frames, c.cls, c.patch, c.cls_min, c.patch_min
-        ),
+        Some(c) => {
+            println!(
+                "cosine against fp32 on {} held-out frame(s): CLS {:.5}, patch tokens {:.5} (lowest frame CLS {:.5}, lowest token {:.5}){random}",
+                report.held_out_frames, c.cls, c.patch, c.cls_min, c.patch_min
+            );
+            if c.worst() < report.target_cosine {
+                println!(
+                    "note: below --target-cosine {} (the blocks kept were given with --keep, so no sweep ran)",
+                    report.target_cosine
+                );
+            }
+        }
         None => println!("cosine against fp32: not measured (no --calib frames)"),
     }
     if let Some(share) = &report.int8_share {

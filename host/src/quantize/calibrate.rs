@@ -54,7 +54,9 @@ impl std::fmt::Display for Method {
 }
 
 /// What calibration keeps of one activation: its largest magnitude, and a deterministic
-/// sample of its magnitudes (every `stride`-th value) for percentiles and the MSE search.
+/// pseudo-random sample of its magnitudes (each value kept with probability 1/`stride`) for
+/// percentiles and the MSE search. Not every `stride`-th value: a stride sharing a factor
+/// with the channel count would never sample some channels, outlier channels among them.
 #[derive(Clone, Debug)]
 pub struct ActivationStats {
     /// Largest magnitude over every value seen.
@@ -62,6 +64,8 @@ pub struct ActivationStats {
     /// Values seen.
     pub count: u64,
     stride: u64,
+    /// xorshift64 state: the same sample on every run.
+    draw: u64,
     samples: Vec<f32>,
 }
 
@@ -72,6 +76,7 @@ impl ActivationStats {
             max: 0.0,
             count: 0,
             stride: expected.div_ceil(sample_budget.max(1)).max(1),
+            draw: 0x9E37_79B9_7F4A_7C15,
             samples: Vec::new(),
         }
     }
@@ -86,7 +91,10 @@ impl ActivationStats {
             }
             let a = v.abs();
             self.max = self.max.max(a);
-            if self.count.is_multiple_of(self.stride) {
+            self.draw ^= self.draw << 13;
+            self.draw ^= self.draw >> 7;
+            self.draw ^= self.draw << 17;
+            if self.stride == 1 || self.draw.is_multiple_of(self.stride) {
                 self.samples.push(a);
             }
             self.count += 1;
@@ -143,9 +151,10 @@ fn mse_clip(sorted: &[f32], max: f32) -> f32 {
     best.1
 }
 
-/// The INT8 scale for a clipping magnitude.
+/// The INT8 scale for a clipping magnitude, never below the smallest normal f32 (a subnormal
+/// scale is refused by some runtimes).
 pub fn scale_for(clip: f32) -> f32 {
-    clip / INT8_MAX
+    (clip / INT8_MAX).max(f32::MIN_POSITIVE)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub enum QuantizeError {
     },
     /// Too few usable frames.
     #[error(
-        "{found} usable calibration frame(s){}: INT8 needs at least 5 (every fifth is held out to measure the result)",
+        "{found} usable calibration frame(s){}: at least 5 are needed (every fifth is held out to measure the result)",
         skipped_note(*.skipped)
     )]
     TooFewFrames {
@@ -213,12 +213,15 @@ pub const FP32_ISLANDS: [&str; 5] = [
     "residual stream: sums of many block outputs lose their small terms in FP16",
     "LayerNormalization: its variance overflows FP16 on large activations",
     "attention softmax (and its key mask): exponentials overflow FP16",
-    "RoPE rotation: the cos/sin tables and the rotated q/k keep FP32 resolution",
+    "RoPE rotation: q and k are rotated in FP32 with FP32 cos/sin tables, then cast back to FP16",
     "LayerScale: an FP32 multiply, not folded, since its small scales would make FP16 weights subnormal",
 ];
 
 /// Every fifth frame is held out.
 const HOLD_OUT_EVERY: usize = 5;
+
+/// The most calibration frames `--calib-frames` takes (each is held in memory, preprocessed).
+pub const MAX_CALIBRATION_FRAMES: usize = 4096;
 
 /// Writes the quantised graph of `model` as `options` ask.
 pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized, QuantizeError> {
@@ -253,7 +256,14 @@ pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized
         roi: options.roi,
         ..PreprocessConfig::new(options.size)
     };
-    let wanted = options.calib_frames.max(1);
+    if !(HOLD_OUT_EVERY - 1..=MAX_CALIBRATION_FRAMES).contains(&options.calib_frames) {
+        return Err(QuantizeError::Options(format!(
+            "--calib-frames {}: between {} and {MAX_CALIBRATION_FRAMES}",
+            options.calib_frames,
+            HOLD_OUT_EVERY - 1
+        )));
+    }
+    let wanted = options.calib_frames;
     let gathered = frames::gather(
         &options.calib,
         &pre,
@@ -267,6 +277,7 @@ pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized
             calib.push(f.pixels);
         }
     }
+    calib.truncate(wanted);
     if !options.calib.is_empty() && (calib.len() < HOLD_OUT_EVERY - 1 || held_out.is_empty()) {
         return Err(QuantizeError::TooFewFrames {
             found: calib.len() + held_out.len(),
@@ -340,7 +351,21 @@ pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized
         report.int8_share = Some(matmul_share(config, options.size, &numerics));
     }
     if !held_out.is_empty() {
-        report.cosine = Some(run.cosine(&numerics, &held_out, &reference)?);
+        let cosine = run.cosine(&numerics, &held_out, &reference)?;
+        if !cosine.worst().is_finite() {
+            return Err(QuantizeError::NonFinite {
+                point: "the graph's output on a held-out frame".into(),
+            });
+        }
+        // FP16 has no blocks to keep: below the target, no file is written.
+        if !int8 && cosine.worst() < options.target_cosine {
+            return Err(QuantizeError::TargetNotMet {
+                target: options.target_cosine,
+                best: cosine.worst(),
+                kept: Vec::new(),
+            });
+        }
+        report.cosine = Some(cosine);
     }
     let proto = build_graph_with(
         config,
@@ -399,21 +424,51 @@ fn sweep(
     })
 }
 
-/// Writes `proto` to `path` whole or not at all (through a `.partial` file renamed into place).
-pub fn write_atomically(proto: &ModelProto, path: &Path) -> Result<u64, QuantizeError> {
-    let bytes = onnx::to_bytes(proto);
+/// Writes `bytes` to `path` whole or not at all (through a `.partial` file renamed into place).
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), QuantizeError> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let write = std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, path));
-    if let Err(source) = write {
+    let write = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
+    write.map_err(|source| {
         let _ = std::fs::remove_file(&partial);
-        return Err(QuantizeError::Write {
+        QuantizeError::Write {
             path: path.to_path_buf(),
             source,
-        });
-    }
-    Ok(bytes.len() as u64)
+        }
+    })
+}
+
+/// Writes `proto` to `path`, each file whole or not at all. From
+/// [`crate::backbone::EXTERNAL_DATA_THRESHOLD`] bytes of initializers the weights go to
+/// `<file name>.data` beside it (ONNX external data; protobuf's limit is 2 GB), written first.
+/// Returns the bytes written in all.
+pub fn write_atomically(proto: &ModelProto, path: &Path) -> Result<u64, QuantizeError> {
+    write_files(proto, path, crate::backbone::EXTERNAL_DATA_THRESHOLD)
+}
+
+/// [`write_atomically`] with the external-data threshold given.
+fn write_files(proto: &ModelProto, path: &Path, threshold: usize) -> Result<u64, QuantizeError> {
+    let weight_bytes: usize = proto
+        .graph
+        .as_ref()
+        .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len()).sum());
+    let mut written = 0u64;
+    let bytes = if weight_bytes >= threshold {
+        let name = path
+            .file_name()
+            .map(|n| format!("{}.data", n.to_string_lossy()))
+            .ok_or_else(|| QuantizeError::Options(format!("{}: no file name", path.display())))?;
+        let mut proto = proto.clone();
+        let blob = onnx::externalize(&mut proto, &name, 1024);
+        write_whole(&path.with_file_name(&name), &blob)?;
+        written += blob.len() as u64;
+        onnx::to_bytes(&proto)
+    } else {
+        onnx::to_bytes(proto)
+    };
+    write_whole(path, &bytes)?;
+    Ok(written + bytes.len() as u64)
 }
 
 /// The graph options calibration and the sweep run with: those of the written file (no key

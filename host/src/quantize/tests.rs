@@ -471,3 +471,45 @@ fn a_dicom_cine_gives_its_frames() {
     // Successive frames of a beating heart differ.
     assert_ne!(got.frames[0].pixels, got.frames[6].pixels);
 }
+
+#[test]
+fn large_graphs_put_their_weights_beside_the_file() {
+    use tract_onnx::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(false);
+    let proto = build(&model, &int8_numerics(&model, &[]));
+    let path = tmp.path().join("big.onnx");
+    let written = write_files(&proto, &path, 1).unwrap();
+    let data = tmp.path().join("big.onnx.data");
+    let (graph_len, data_len) = (
+        std::fs::metadata(&path).unwrap().len(),
+        std::fs::metadata(&data).unwrap().len(),
+    );
+    assert_eq!(written, graph_len + data_len);
+    assert!(data_len > graph_len, "{data_len} vs {graph_len}");
+    assert!(!tmp.path().join("big.onnx.partial").exists());
+    // A reader finds the weights through the file's external-data entries.
+    let loaded = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .with_input_fact(0, f32::fact([1, 3, SIZE.height, SIZE.width]).into())
+        .unwrap()
+        .into_optimized();
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
+#[test]
+fn calibration_frame_counts_out_of_range_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = images(&tmp.path().join("frames"), 6);
+    for n in [0, 3, MAX_CALIBRATION_FRAMES + 1, usize::MAX] {
+        let opts = QuantizeOptions {
+            calib_frames: n,
+            ..options(GraphPrecision::Int8, vec![frames.clone()])
+        };
+        match quantize(&tiny(false), &opts) {
+            Err(QuantizeError::Options(m)) => assert!(m.contains("--calib-frames"), "{m}"),
+            other => panic!("{n}: {:?}", other.map(|q| q.report)),
+        }
+    }
+}
