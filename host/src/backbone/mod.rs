@@ -119,13 +119,7 @@ impl ModelDir {
         config.intermediate_size = 2 * hidden;
         config.num_attention_heads = 2;
         config.num_hidden_layers = blocks;
-        let weights = Weights::random(&config, seed);
-        ModelDir {
-            path: PathBuf::new(),
-            config,
-            weights,
-            random_weights: true,
-        }
+        ModelDir::random_for(config, seed)
     }
 }
 
@@ -147,7 +141,11 @@ impl ModelDir {
 
     /// Deterministic random weights for a released architecture (what `dinoedge model init` writes).
     pub fn random(arch: Arch, seed: u64) -> Self {
-        let config = arch.config();
+        ModelDir::random_for(arch.config(), seed)
+    }
+
+    /// Deterministic random weights for `config`.
+    fn random_for(config: Dinov3Config, seed: u64) -> Self {
         let weights = Weights::random(&config, seed);
         ModelDir {
             path: PathBuf::new(),
