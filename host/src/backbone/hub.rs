@@ -78,6 +78,24 @@ impl HubCache {
     }
 }
 
+/// `ORG/NAME@COMMIT` (the commit shortened to 12 characters) when `dir` is a snapshot folder
+/// of a hub cache (`.../models--ORG--NAME/snapshots/COMMIT`), else `None`.
+pub fn repo_of_snapshot(dir: &Path) -> Option<String> {
+    let commit = dir.file_name()?.to_str()?;
+    let snapshots = dir.parent()?;
+    if snapshots.file_name()? != "snapshots" {
+        return None;
+    }
+    let repo = snapshots
+        .parent()?
+        .file_name()?
+        .to_str()?
+        .strip_prefix("models--")?;
+    let (org, name) = repo.split_once("--")?;
+    let short: String = commit.chars().take(12).collect();
+    Some(format!("{org}/{name}@{short}"))
+}
+
 /// Whether a `--model` argument reads as a repo id (`ORG/NAME[@REVISION]`) rather than a
 /// folder: exactly one slash, no leading `.`, `/` or `~`, and no such folder exists.
 pub fn looks_like_repo_id(arg: &Path) -> bool {
@@ -134,6 +152,8 @@ mod tests {
         let c = cache(tmp.path());
         let snap = resolve_model_arg(Path::new(REPO), Some(&c)).unwrap();
         assert!(snap.ends_with("snapshots/bbb222"), "{}", snap.display());
+        assert_eq!(repo_of_snapshot(&snap), Some(format!("{REPO}@bbb222")));
+        assert_eq!(repo_of_snapshot(tmp.path()), None);
         let pinned = resolve_model_arg(Path::new(&format!("{REPO}@aaa111")), Some(&c)).unwrap();
         assert!(pinned.ends_with("snapshots/aaa111"));
     }
@@ -153,6 +173,34 @@ mod tests {
         assert!(resolve_model_arg(Path::new(&format!("{REPO}@..")), Some(&c)).is_err());
         assert!(resolve_model_arg(Path::new(&format!("{REPO}@.")), Some(&c)).is_err());
         assert!(resolve_model_arg(Path::new(REPO), None).is_err());
+    }
+
+    #[test]
+    fn weights_from_the_cache_are_named_by_repo_and_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        let snap = c.snapshot(REPO).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny_mlp");
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture.join(f), snap.join(f)).unwrap();
+        }
+        let model = crate::backbone::ModelDir::load(&snap).unwrap();
+        let label = model.weights_label();
+        assert!(
+            label.starts_with(&format!("weights {REPO}@bbb222 (crc32:")),
+            "{label}"
+        );
+        // The same weights from a plain folder are named by the folder.
+        let plain = crate::backbone::ModelDir::load(&fixture).unwrap();
+        assert!(
+            plain.weights_label().contains("tiny_mlp"),
+            "{}",
+            plain.weights_label()
+        );
+        assert_eq!(
+            crate::backbone::ModelDir::tiny_random(32, 1, 0).weights_label(),
+            "random weights"
+        );
     }
 
     #[test]

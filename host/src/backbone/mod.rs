@@ -139,6 +139,18 @@ impl ModelDir {
         })
     }
 
+    /// Which weights these are, for every figure made with them: `random weights`, or
+    /// `weights ORG/NAME@COMMIT` (from the hub cache) or `weights FOLDER`, with the content
+    /// fingerprint.
+    pub fn weights_label(&self) -> String {
+        if self.random_weights {
+            return "random weights".into();
+        }
+        let name =
+            hub::repo_of_snapshot(&self.path).unwrap_or_else(|| self.path.display().to_string());
+        format!("weights {name} ({})", self.weights.fingerprint())
+    }
+
     /// Deterministic random weights for a released architecture (what `dinoedge model init` writes).
     pub fn random(arch: Arch, seed: u64) -> Self {
         ModelDir::random_for(arch.config(), seed)

@@ -52,6 +52,7 @@ pub struct Backbone {
     batch: usize,
     intermediate_blocks: Vec<usize>,
     random_weights: bool,
+    weights_label: String,
     plan: Arc<dyn Runnable>,
     engine: Arc<EngineInfo>,
 }
@@ -181,6 +182,7 @@ impl Backbone {
             batch: options.batch,
             intermediate_blocks: options.graph.intermediate_blocks.clone(),
             random_weights: model.random_weights,
+            weights_label: model.weights_label(),
             plan: prepared.runnable,
             engine: Arc::new(prepared.info),
         })
@@ -219,6 +221,11 @@ impl Backbone {
     /// Whether the weights were made by `dinoedge model init` (random, not pretrained).
     pub fn random_weights(&self) -> bool {
         self.random_weights
+    }
+
+    /// Which weights (see [`ModelDir::weights_label`]).
+    pub fn weights_label(&self) -> &str {
+        &self.weights_label
     }
 
     /// The engine that runs it, how, and why.

@@ -19,7 +19,7 @@ use dinoedge::recording::{RecordKind, RecordingReader, RecordingWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::import::labels_path;
-use super::model::random_label;
+use super::model::weights_note;
 use super::run::{ModelArgs, OutputArgs, PaceArgs, PolicyArg, Writers, policy, summary};
 
 /// The echo cine shipped with dinoedge (tests/data/README.md has its source and licence).
@@ -272,7 +272,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if repeat_for.is_some() { ", looped" } else { "" },
         models.backbone.config().arch_name(),
         models.backbone.size(),
-        random_label(models.backbone.random_weights()),
+        weights_note(models.backbone.weights_label()),
         models.heads.len(),
         policy,
         pace,
@@ -326,7 +326,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
         models.backbone.config().arch_name(),
         models.backbone.size(),
-        random_label(models.backbone.random_weights()),
+        weights_note(models.backbone.weights_label()),
         policy
     );
     pipeline::plot::latency_plot(&report.latency_timeline, &title)
@@ -397,7 +397,7 @@ fn table(report: &PipelineReport, models: &Models, scores: &Scores) -> String {
             "\naccuracy {:.3} on {} labelled frames{}",
             scores.correct as f64 / scores.scored as f64,
             scores.scored,
-            random_label(models.backbone.random_weights())
+            weights_note(models.backbone.weights_label())
         ));
     }
     for (class, (twice_inter, area)) in &scores.dice {
@@ -405,7 +405,7 @@ fn table(report: &PipelineReport, models: &Models, scores: &Scores) -> String {
             t.push_str(&format!(
                 "\nDice class {class}: {:.3}{}",
                 *twice_inter as f64 / *area as f64,
-                random_label(models.backbone.random_weights())
+                weights_note(models.backbone.weights_label())
             ));
         }
     }
@@ -429,6 +429,7 @@ fn report_json(
             "random_weights".into(),
             models.backbone.random_weights().into(),
         );
+        o.insert("weights".into(), models.backbone.weights_label().into());
         o.insert("workers".into(), workers.into());
         o.insert("threads".into(), threads.into());
         o.insert(

@@ -10,7 +10,7 @@ use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions
 use ndarray::Array4;
 
 use super::engine::EngineArgs;
-use super::model::{GraphArgs, random_label};
+use super::model::{GraphArgs, weights_note};
 use dinoedge::engine::EngineInfo;
 
 #[derive(Debug, Args)]
@@ -51,7 +51,7 @@ pub struct BenchModelArgs {
 
 /// What is timed: the graph built from a model folder, or an ONNX file as it is.
 enum Prepared {
-    Model(Backbone),
+    Model(Box<Backbone>),
     File(OnnxFile),
 }
 
@@ -79,7 +79,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     let shape = [args.batch, 3, args.size.height, args.size.width];
     let prepare_start = Instant::now();
     // Either the graph built in memory from a model folder, or an ONNX file as it is.
-    let (backbone, arch, random) = match (&args.model, &args.onnx) {
+    let (backbone, arch, weights) = match (&args.model, &args.onnx) {
         (Some(dir), _) => {
             let model =
                 ModelDir::load(dir).with_context(|| format!("loading model {}", dir.display()))?;
@@ -96,7 +96,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 },
             )
             .with_context(|| format!("preparing {arch} at {}", args.size))?;
-            (Prepared::Model(backbone), arch, model.random_weights)
+            (Prepared::Model(Box::new(backbone)), arch, Some(model.weights_label()))
         }
         (None, Some(file)) => (
             Prepared::File(OnnxFile::load(
@@ -107,7 +107,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 args.engine.precision,
             )?),
             format!("onnx:{}", file.display()),
-            false,
+            None,
         ),
         (None, None) => bail!("give --model DIR or --onnx FILE"),
     };
@@ -192,7 +192,8 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             "fps": fps,
             "prepare_ms": prepare_ms,
             // Unknown for a bare ONNX file.
-            "random_weights": if args.model.is_some() { serde_json::Value::from(random) } else { serde_json::Value::Null },
+            "random_weights": weights.as_ref().map(|w| w == "random weights"),
+            "weights": weights,
             "runtime": "tract",
             "engine": engine.engine,
             "precision": engine.precision,
@@ -223,7 +224,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             args.states,
             engine.engine,
             engine.precision,
-            random_label(random)
+            weights.as_deref().map(weights_note).unwrap_or_default()
         );
         println!(
             "  ms per frame: median {:.2}  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}   ({} runs, prepared in {:.0} ms)",

@@ -9,7 +9,7 @@ use clap::Args;
 use dinoedge::backbone::{Backbone, InputSize, ModelDir, OnnxFile, RuntimeOptions, npy};
 
 use super::engine::EngineArgs;
-use super::model::{GraphArgs, random_label};
+use super::model::{GraphArgs, weights_note};
 
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {
@@ -97,7 +97,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
         model.config.arch_name(),
         backbone.engine().engine,
         backbone.engine().precision,
-        random_label(model.random_weights)
+        weights_note(&model.weights_label())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -211,16 +211,17 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     + (args.size.height / model.config.patch_size)
                         * (args.size.width / model.config.patch_size),
                 bytes as f64 / 1e6,
-                random_label(model.random_weights)
+                weights_note(&model.weights_label())
             );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// ", random weights" where the weights are not pretrained, so no figure passes for a real one.
-pub fn random_label(random: bool) -> &'static str {
-    if random { ", random weights" } else { "" }
+/// ", random weights", or ", weights NAME (FINGERPRINT)": every figure says which weights made
+/// it, so no random-weight figure passes for a real one.
+pub fn weights_note(label: &str) -> String {
+    format!(", {label}")
 }
 
 fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
@@ -255,7 +256,7 @@ fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let bytes = quantize::write_atomically(&quantized.proto, &args.output)?;
-    let random = random_label(model.random_weights);
+    let random = weights_note(&model.weights_label());
     println!(
         "{}: {} {} at {}, {:.1} MB{random}",
         args.output.display(),

@@ -22,7 +22,7 @@ use dinoedge::probe::metrics::{accuracy, argmax, balanced_accuracy, roc_auc_ovr}
 use ndarray::{Array2, Axis, concatenate};
 
 use super::engine::EngineArgs;
-use super::model::random_label;
+use super::model::weights_note;
 
 #[derive(Debug, Subcommand)]
 pub enum ProbeCommand {
@@ -410,7 +410,7 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         ok_idx.len(),
         samples,
         outcome.c,
-        random_label(model.random_weights)
+        weights_note(&model.weights_label())
     );
     println!(
         "  features {per_image_ms:.1} ms/image ({} workers, cache {}), fit {fit_s:.2} s, peak memory {:.0} MiB",
@@ -455,7 +455,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.head.display(),
         spec.task,
         ok_idx.len(),
-        random_label(model.random_weights)
+        weights_note(&model.weights_label())
     );
     let linear = head.linear();
     let report = match spec.task {
@@ -475,6 +475,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         obj.insert("images".into(), ok_idx.len().into());
         obj.insert("features_ms_per_image".into(), per_image_ms.into());
         obj.insert("random_weights".into(), model.random_weights.into());
+        obj.insert("weights".into(), model.weights_label().into());
         obj.insert("peak_rss_mib".into(), peak_rss_mib().into());
         let engine = backbone.engine();
         obj.insert("engine".into(), engine.engine.name().into());

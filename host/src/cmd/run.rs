@@ -21,7 +21,7 @@ use dinoedge::pipeline::{
 use dinoedge::recording::Pace;
 
 use super::engine::EngineArgs;
-use super::model::random_label;
+use super::model::weights_note;
 use dinoedge::engine::{EngineSetup, GpuFaultPolicy};
 
 /// The policy, as the command line names it.
@@ -377,7 +377,7 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         report.fps,
         report.policy,
         models.backbone.config().arch_name(),
-        random_label(models.backbone.random_weights()),
+        weights_note(models.backbone.weights_label()),
         if report.latency_from_capture {
             "capture"
         } else {
@@ -466,7 +466,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         workers,
         threads,
         policy,
-        random_label(models.backbone.random_weights())
+        weights_note(models.backbone.weights_label())
     );
     let report = pipeline::run(
         &models,

@@ -250,6 +250,7 @@ impl FrameRecord {
             "dropped_before": self.dropped_before,
             "degraded": self.degraded,
             "random_weights": models.backbone.random_weights(),
+            "weights": models.backbone.weights_label(),
             "engine": if self.degraded { "cpu" } else { engine.engine.name() },
             "precision": engine.precision,
             "graph_hash": engine.graph_hash,
