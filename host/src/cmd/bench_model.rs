@@ -96,7 +96,11 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
                 },
             )
             .with_context(|| format!("preparing {arch} at {}", args.size))?;
-            (Prepared::Model(Box::new(backbone)), arch, Some(model.weights_label()))
+            (
+                Prepared::Model(Box::new(backbone)),
+                arch,
+                Some(model.weights_label()),
+            )
         }
         (None, Some(file)) => (
             Prepared::File(OnnxFile::load(
