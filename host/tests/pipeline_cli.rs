@@ -82,6 +82,12 @@ fn bench_scores_imported_class_labels() {
     assert!(!out.contains("random weights"), "{out}");
     let report = read_json(&out_dir.join("report.json"));
     assert_eq!(report["random_weights"], false, "{report}");
+    // Real weights are named by their folder and fingerprint.
+    let weights = report["weights"].as_str().unwrap_or_default();
+    assert!(
+        weights.starts_with("weights ") && weights.contains("crc32:"),
+        "{report}"
+    );
     assert_eq!(report["frames_processed"], 16, "{report}");
     assert_eq!(report["labelled_frames"], 16, "{report}");
     assert!(report["accuracy"].as_f64().unwrap() >= 0.9, "{report}");

@@ -321,6 +321,7 @@ fn the_default_bench_runs_the_shipped_cine_and_says_random_weights() {
     let report = read_json(&dir.join("report.json"));
     check_report(&report);
     assert_eq!(report["random_weights"], true, "{report}");
+    assert_eq!(report["weights"], "random weights", "{report}");
     assert_eq!(report["arch"], "vits16", "{report}");
     assert_eq!(report["size"], "224x224", "{report}");
     assert_eq!(
@@ -401,6 +402,7 @@ fn check_report(r: &Value) {
         "size",
         "stages",
         "threads",
+        "weights",
         "workers",
     ]);
     let with_labels = BTreeSet::from(["accuracy", "labelled_frames", "dice", "mask_errors"]);
