@@ -215,31 +215,8 @@ impl ModelDir {
         path: &Path,
         external: bool,
     ) -> Result<u64, BackboneError> {
-        let mut proto =
-            graph::build_graph_with(&self.config, &self.weights, size, options, numerics)?;
-        let bytes_per_weight = match numerics.precision {
-            numerics::GraphPrecision::Fp32 => 4,
-            numerics::GraphPrecision::Fp16 => 2,
-            numerics::GraphPrecision::Int8 => 1,
-        };
-        let weight_bytes = bytes_per_weight * self.weights.parameter_count();
-        let io = |path: PathBuf| move |source| BackboneError::Io { path, source };
-        let mut written = 0u64;
-        if external || weight_bytes >= EXTERNAL_DATA_THRESHOLD {
-            let name = path
-                .file_name()
-                .map(|n| format!("{}.data", n.to_string_lossy()))
-                .ok_or_else(|| BackboneError::Io {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
-                })?;
-            let blob = onnx::externalize(&mut proto, &name, 1024);
-            let data_path = path.with_file_name(&name);
-            std::fs::write(&data_path, &blob).map_err(io(data_path.clone()))?;
-            written += blob.len() as u64;
-        }
-        let bytes = onnx::to_bytes(&proto);
-        std::fs::write(path, &bytes).map_err(io(path.to_path_buf()))?;
-        Ok(written + bytes.len() as u64)
+        let proto = graph::build_graph_with(&self.config, &self.weights, size, options, numerics)?;
+        let external_from = if external { 0 } else { EXTERNAL_DATA_THRESHOLD };
+        onnx::write_model(&proto, path, external_from)
     }
 }

@@ -1,8 +1,12 @@
 //! A small writer of ONNX graphs over tract's generated protobuf types: constants, nodes and
 //! typed inputs and outputs, with fresh names.
 
+use std::path::{Path, PathBuf};
+
 use prost::Message;
 use tract_onnx::pb;
+
+use super::BackboneError;
 
 /// ONNX opset the portable backbone graph targets (LayerNormalization is opset 17; TensorRT 10
 /// and ONNX Runtime read it).
@@ -332,6 +336,56 @@ pub fn externalize(model: &mut pb::ModelProto, location: &str, min_bytes: usize)
         t.raw_data = Vec::new();
     }
     blob
+}
+
+/// Writes `bytes` to `path` whole or not at all (through a `.partial` file renamed into place).
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), BackboneError> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&partial);
+            BackboneError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+}
+
+/// Writes `model` to `path`, each file whole or not at all. From `external_from` bytes of
+/// initializers (0: always) the weights go to `<file name>.data` beside it, written first, in
+/// ONNX's external-data form, since one protobuf message cannot exceed 2 GB. Returns the bytes
+/// written in all.
+pub fn write_model(
+    model: &pb::ModelProto,
+    path: &Path,
+    external_from: usize,
+) -> Result<u64, BackboneError> {
+    let weight_bytes: usize = model
+        .graph
+        .as_ref()
+        .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len()).sum());
+    let mut written = 0u64;
+    let bytes = if weight_bytes >= external_from {
+        let name = path
+            .file_name()
+            .map(|n| format!("{}.data", n.to_string_lossy()))
+            .ok_or_else(|| BackboneError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+            })?;
+        let mut model = model.clone();
+        let blob = externalize(&mut model, &name, 1024);
+        write_whole(&path.with_file_name(&name), &blob)?;
+        written += blob.len() as u64;
+        to_bytes(&model)
+    } else {
+        to_bytes(model)
+    };
+    write_whole(path, &bytes)?;
+    Ok(written + bytes.len() as u64)
 }
 
 /// Serialises a model to ONNX bytes.

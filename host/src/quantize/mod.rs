@@ -75,14 +75,6 @@ pub enum QuantizeError {
     /// Building or running a graph failed.
     #[error(transparent)]
     Backbone(#[from] BackboneError),
-    /// Writing the result failed.
-    #[error("{path}: {source}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 fn skipped_note(skipped: usize) -> String {
@@ -424,51 +416,15 @@ fn sweep(
     })
 }
 
-/// Writes `bytes` to `path` whole or not at all (through a `.partial` file renamed into place).
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), QuantizeError> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let write = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
-    write.map_err(|source| {
-        let _ = std::fs::remove_file(&partial);
-        QuantizeError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
-}
-
-/// Writes `proto` to `path`, each file whole or not at all. From
-/// [`crate::backbone::EXTERNAL_DATA_THRESHOLD`] bytes of initializers the weights go to
-/// `<file name>.data` beside it (ONNX external data; protobuf's limit is 2 GB), written first.
+/// Writes `proto` to `path` as `model export` writes its files: each whole or not at all, the
+/// weights in `<file name>.data` from [`crate::backbone::EXTERNAL_DATA_THRESHOLD`] bytes.
 /// Returns the bytes written in all.
 pub fn write_atomically(proto: &ModelProto, path: &Path) -> Result<u64, QuantizeError> {
-    write_files(proto, path, crate::backbone::EXTERNAL_DATA_THRESHOLD)
-}
-
-/// [`write_atomically`] with the external-data threshold given.
-fn write_files(proto: &ModelProto, path: &Path, threshold: usize) -> Result<u64, QuantizeError> {
-    let weight_bytes: usize = proto
-        .graph
-        .as_ref()
-        .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len()).sum());
-    let mut written = 0u64;
-    let bytes = if weight_bytes >= threshold {
-        let name = path
-            .file_name()
-            .map(|n| format!("{}.data", n.to_string_lossy()))
-            .ok_or_else(|| QuantizeError::Options(format!("{}: no file name", path.display())))?;
-        let mut proto = proto.clone();
-        let blob = onnx::externalize(&mut proto, &name, 1024);
-        write_whole(&path.with_file_name(&name), &blob)?;
-        written += blob.len() as u64;
-        onnx::to_bytes(&proto)
-    } else {
-        onnx::to_bytes(proto)
-    };
-    write_whole(path, &bytes)?;
-    Ok(written + bytes.len() as u64)
+    Ok(onnx::write_model(
+        proto,
+        path,
+        crate::backbone::EXTERNAL_DATA_THRESHOLD,
+    )?)
 }
 
 /// The graph options calibration and the sweep run with: those of the written file (no key

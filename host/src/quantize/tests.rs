@@ -479,7 +479,7 @@ fn large_graphs_put_their_weights_beside_the_file() {
     let model = tiny(false);
     let proto = build(&model, &int8_numerics(&model, &[]));
     let path = tmp.path().join("big.onnx");
-    let written = write_files(&proto, &path, 1).unwrap();
+    let written = onnx::write_model(&proto, &path, 1).unwrap();
     let data = tmp.path().join("big.onnx.data");
     let (graph_len, data_len) = (
         std::fs::metadata(&path).unwrap().len(),
