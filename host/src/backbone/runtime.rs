@@ -87,7 +87,23 @@ impl OnnxFile {
         request: EngineRequest,
         precision: Precision,
     ) -> Result<Self, BackboneError> {
-        let prepared = engine::prepare(request, Graph::File(path), shape, threads, precision)?;
+        // An engine built for this file is found by the file's hash; its outputs are whatever
+        // the file has.
+        let outputs = engine::tensorrt::graph_outputs(path)
+            .map(|(o, _)| o)
+            .unwrap_or_default();
+        let identity = engine::Identity {
+            model_fingerprint: None,
+            outputs,
+        };
+        let prepared = engine::prepare(
+            request,
+            Graph::File(path),
+            &identity,
+            shape,
+            threads,
+            precision,
+        )?;
         Ok(OnnxFile {
             shape,
             plan: prepared.runnable,
@@ -169,9 +185,22 @@ impl Backbone {
                 ..options.graph.clone()
             },
         )?;
+        let identity = engine::Identity {
+            model_fingerprint: Some(model.weights.fingerprint().to_owned()),
+            outputs: std::iter::once(super::graph::OUTPUT_NAME.to_owned())
+                .chain(
+                    options
+                        .graph
+                        .intermediate_blocks
+                        .iter()
+                        .map(|&b| super::graph::intermediate_output_name(b)),
+                )
+                .collect(),
+        };
         let prepared = engine::prepare(
             options.engine,
             Graph::Built(&proto),
+            &identity,
             [options.batch, 3, size.height, size.width],
             options.threads,
             options.precision,

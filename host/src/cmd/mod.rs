@@ -69,6 +69,10 @@ enum Command {
     /// The GPU preprocessing: compile its kernels with NVRTC (no GPU needed), or compare it with
     /// the CPU on images and time it. Needs a build with a `cuda-*` feature.
     Gpu(gpu::GpuCommand),
+    /// TensorRT engines: build (or import) and gate them for this device, list and clean the
+    /// cache.
+    #[command(subcommand)]
+    Engine(engine::EngineCommand),
     /// Print the protocol and software versions.
     Version,
 }
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Gpu(cmd) => gpu::run(cmd),
+        Command::Engine(cmd) => engine::run(cmd),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

@@ -172,6 +172,7 @@ pub fn choose_engine(
                              it needs were found"
             .to_owned(),
         EngineKind::Cpu => "tract on the CPU runs everywhere".to_owned(),
+        EngineKind::Tensorrt => "a gated TensorRT engine is cached for this machine".to_owned(),
     };
     EngineChoice {
         engine: engine.name(),

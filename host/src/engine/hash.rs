@@ -33,7 +33,7 @@ pub fn graph_hash(model: &ModelProto) -> String {
 }
 
 /// SHA-256 of a file's bytes, first 16 hex digits.
-pub(super) fn file_hash(path: &Path) -> std::io::Result<String> {
+pub(crate) fn file_hash(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -2,16 +2,19 @@
 //! weights, the ONNX graph built from them) lives in [`crate::backbone`]; an engine takes that
 //! graph once, prepares it for one input shape, and hands out one running state per worker.
 //!
-//! Engines: `cpu` (tract, always present) and `cuda` (tract-cuda, in builds with a `cuda-*`
-//! feature); TensorRT plugs in here later. `auto` tries them in a fixed order (TensorRT, then
-//! CUDA, then the CPU) and records why each engine it passed over was not taken. The choice is
-//! made, and the engine warmed up, before the first frame; it does not change during a run.
+//! Engines: `cpu` (tract, always present), `cuda` (tract-cuda, in builds with a `cuda-*`
+//! feature) and `tensorrt` (an engine built beforehand by `dinoedge engine build` and gated
+//! against the CPU, run through the TensorRT shim loaded at run time; see [`tensorrt`]). `auto`
+//! tries them in a fixed order (TensorRT, then CUDA, then the CPU) and records why each engine
+//! it passed over was not taken. The choice is made, and the engine warmed up, before the first
+//! frame; it does not change during a run.
 
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod fault;
-mod hash;
+pub(crate) mod hash;
+pub mod tensorrt;
 
 use std::sync::Arc;
 
@@ -31,6 +34,8 @@ pub enum EngineKind {
     Cpu,
     /// tract-cuda on an NVIDIA GPU.
     Cuda,
+    /// A TensorRT engine from the engine cache.
+    Tensorrt,
 }
 
 impl EngineKind {
@@ -39,6 +44,7 @@ impl EngineKind {
         match self {
             EngineKind::Cpu => "cpu",
             EngineKind::Cuda => "cuda",
+            EngineKind::Tensorrt => "tensorrt",
         }
     }
 }
@@ -60,6 +66,9 @@ pub enum EngineRequest {
     Cpu,
     /// tract-cuda on the GPU; an error where it cannot run.
     Cuda,
+    /// A TensorRT engine built by `dinoedge engine build` whose gate passed; an error where
+    /// there is none.
+    Tensorrt,
 }
 
 impl std::fmt::Display for EngineRequest {
@@ -68,6 +77,7 @@ impl std::fmt::Display for EngineRequest {
             EngineRequest::Auto => "auto",
             EngineRequest::Cpu => "cpu",
             EngineRequest::Cuda => "cuda",
+            EngineRequest::Tensorrt => "tensorrt",
         })
     }
 }
@@ -109,6 +119,9 @@ pub enum Precision {
     /// floats, with the normalisations (their reductions and scaling) and the attention softmax
     /// kept in 32-bit, and f32 in and out. For the GPU (on the CPU, tract emulates it slowly).
     Fp16,
+    /// 8-bit integers where `dinoedge model quantize` put them: only on a TensorRT engine built
+    /// from that graph.
+    Int8,
 }
 
 impl std::fmt::Display for Precision {
@@ -116,6 +129,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
         })
     }
 }
@@ -195,14 +209,6 @@ pub enum EngineError {
     },
 }
 
-/// The first engine `auto` passes over: there is no TensorRT engine yet.
-fn tensorrt_not_taken() -> NotTaken {
-    NotTaken {
-        engine: "tensorrt",
-        reason: "dinoedge has no TensorRT engine yet".to_owned(),
-    }
-}
-
 /// Why this machine or build cannot run the CUDA engine, or `None` where it can (libraries,
 /// a driver new enough, the toolkit headers its kernels compile against). Probes by looking,
 /// never by a call that could abort the process.
@@ -225,7 +231,13 @@ pub fn cuda_unavailable() -> Option<String> {
 /// engines passed over before it (for `doctor`). Preparing can still fail where this says
 /// CUDA (a kernel that does not compile, no device memory); `auto` then falls back, saying why.
 pub fn auto_choice() -> (EngineKind, Vec<NotTaken>) {
-    let mut not_taken = vec![tensorrt_not_taken()];
+    let mut not_taken = vec![NotTaken {
+        engine: "tensorrt",
+        reason: tensorrt::unavailable().unwrap_or_else(|| {
+            "TensorRT is here; auto takes an engine only where `dinoedge engine build` made one              for the model, size, batch and precision and its gate passed"
+                .to_owned()
+        }),
+    }];
     match cuda_unavailable() {
         None => (EngineKind::Cuda, not_taken),
         Some(reason) => {
@@ -306,11 +318,23 @@ impl Graph<'_> {
     }
 }
 
+/// What a TensorRT engine must have been built from to stand in for a graph: the weights (a
+/// graph built from a model folder) and the outputs the backbone reads.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Identity {
+    /// The weights' content fingerprint, for a graph built from a model folder.
+    pub model_fingerprint: Option<String>,
+    /// The graph's outputs, in order.
+    pub outputs: Vec<String>,
+}
+
 /// Prepares `graph` for inputs of `shape` in `precision` on the engine `request` names
-/// (`auto`: the first that prepares it). `threads` is the CPU engine's thread count.
+/// (`auto`: the first that prepares it). `threads` is the CPU engine's thread count; `identity`
+/// picks a TensorRT engine from the cache.
 pub(crate) fn prepare(
     request: EngineRequest,
     graph: Graph<'_>,
+    identity: &Identity,
     shape: [usize; 4],
     threads: usize,
     precision: Precision,
@@ -318,16 +342,25 @@ pub(crate) fn prepare(
     let graph_hash = graph.hash()?;
     let mut not_taken = Vec::new();
     let order: &[EngineKind] = match request {
-        EngineRequest::Auto => {
-            not_taken.push(tensorrt_not_taken());
-            &[EngineKind::Cuda, EngineKind::Cpu]
-        }
+        EngineRequest::Auto => &[EngineKind::Tensorrt, EngineKind::Cuda, EngineKind::Cpu],
         EngineRequest::Cpu => &[EngineKind::Cpu],
         EngineRequest::Cuda => &[EngineKind::Cuda],
+        EngineRequest::Tensorrt => &[EngineKind::Tensorrt],
+    };
+    let wanted = tensorrt::Wanted {
+        model_fingerprint: identity.model_fingerprint.clone(),
+        graph_hash: match graph {
+            Graph::File(_) => Some(graph_hash.clone()),
+            Graph::Built(_) => None,
+        },
+        size: [shape[2], shape[3]],
+        batch: shape[0],
+        precision: precision.to_string(),
+        outputs: identity.outputs.clone(),
     };
     let mut last = None;
     for &kind in order {
-        match prepare_on(kind, graph, shape, threads, precision) {
+        match prepare_on(kind, graph, &wanted, shape, threads, precision) {
             Ok((runnable, device)) => {
                 let info = EngineInfo {
                     requested: request,
@@ -383,6 +416,7 @@ pub(crate) fn cpu_plan(
 fn prepare_on(
     kind: EngineKind,
     graph: Graph<'_>,
+    wanted: &tensorrt::Wanted,
     shape: [usize; 4],
     threads: usize,
     precision: Precision,
@@ -391,7 +425,26 @@ fn prepare_on(
         engine: kind,
         reason: format!("{e:#}"),
     };
+    if precision == Precision::Int8 && kind != EngineKind::Tensorrt {
+        return Err(EngineError::Unavailable {
+            engine: kind,
+            reason: "int8 runs only on a TensorRT engine built from `dinoedge model quantize`'s                      graph (tract's INT8 is slower than its FP32 on the CPU)"
+                .to_owned(),
+        });
+    }
     match kind {
+        EngineKind::Tensorrt => tensorrt::prepare(wanted).map_err(|e| match e {
+            tensorrt::TensorrtError::Shim(dinoedge_tensorrt::ShimError::Call { .. }) => {
+                EngineError::Prepare {
+                    engine: kind,
+                    reason: e.to_string(),
+                }
+            }
+            _ => EngineError::Unavailable {
+                engine: kind,
+                reason: e.to_string(),
+            },
+        }),
         EngineKind::Cpu => {
             let model = graph.typed_model(shape, precision).map_err(prepare_error)?;
             cpu::prepare(model, threads).map_err(prepare_error)

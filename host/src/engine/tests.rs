@@ -46,6 +46,7 @@ fn auto_says_why_it_passed_over_each_engine_before_the_one_it_took() {
     let auto = prepare(
         EngineRequest::Auto,
         Graph::Built(&proto),
+        &Identity::default(),
         [1, 3, 32, 32],
         1,
         Precision::Fp32,
@@ -84,6 +85,7 @@ fn auto_says_why_it_passed_over_each_engine_before_the_one_it_took() {
     let cpu = prepare(
         EngineRequest::Cpu,
         Graph::Built(&proto),
+        &Identity::default(),
         [1, 3, 32, 32],
         1,
         Precision::Fp32,

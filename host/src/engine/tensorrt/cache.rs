@@ -1,0 +1,411 @@
+//! The engine cache: serialized TensorRT engines with what they were built from and for, and
+//! their gate's verdict.
+//!
+//! An engine is only valid for the TensorRT, CUDA and GPU that built it, so its key hashes those
+//! with the graph's bytes and the build options. Each entry is two files, `KEY.engine` and
+//! `KEY.json`, each written whole or not at all (a temporary file renamed into place, the JSON
+//! last, so an entry without its JSON is never listed). Loading recomputes what it can: a
+//! foreign entry (another TensorRT, CUDA or GPU) or a corrupt or truncated engine is refused
+//! with the reason, never handed to TensorRT. The builder's timing cache is kept per TensorRT
+//! version and GPU, so a rebuild is faster.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::TensorrtError;
+
+/// The entry format this dinoedge writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Where engines are kept: `$DINOEDGE_ENGINE_CACHE`, else `$XDG_CACHE_HOME/dinoedge/engines`,
+/// else `~/.cache/dinoedge/engines`.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DINOEDGE_ENGINE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("dinoedge").join("engines")
+}
+
+/// What an engine is valid for: the TensorRT, CUDA and GPU that built it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// TensorRT, e.g. `10.3.0`.
+    pub tensorrt: String,
+    /// The CUDA runtime, e.g. `12.6`.
+    pub cuda: String,
+    /// The GPU's name.
+    pub gpu: String,
+    /// Its compute capability, e.g. `8.7`.
+    pub compute_capability: String,
+}
+
+impl Environment {
+    /// `TensorRT 10.3.0, CUDA 12.6, Orin (sm_87)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "TensorRT {}, CUDA {}, {} (sm_{})",
+            self.tensorrt,
+            self.cuda,
+            self.gpu,
+            self.compute_capability.replace('.', "")
+        )
+    }
+
+    /// A file-name-safe form for the timing cache.
+    fn slug(&self) -> String {
+        let raw = format!(
+            "trt{}-cuda{}-{}-sm{}",
+            self.tensorrt, self.cuda, self.gpu, self.compute_capability
+        );
+        raw.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+}
+
+/// How an engine was built.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSettings {
+    /// Frames per run.
+    pub batch: usize,
+    /// The builder's optimisation level (`None`: TensorRT's default).
+    pub opt_level: Option<i32>,
+    /// The workspace limit in MiB (`None`: TensorRT's default).
+    pub workspace_mib: Option<u64>,
+    /// `built` (by dinoedge through the shim) or `trtexec` (imported).
+    pub source: String,
+}
+
+/// The gate's figures for one output part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartCosine {
+    /// The output (`last_hidden_state`, `block_3`).
+    pub output: String,
+    /// `cls` or `patch` (the registers are not gated: no head reads them).
+    pub part: String,
+    /// The lowest cosine over the frames.
+    pub min: f64,
+    /// The mean cosine.
+    pub mean: f64,
+}
+
+/// Whether an engine may be used: its outputs on real frames against the CPU reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether every part's lowest cosine reached the threshold.
+    pub passed: bool,
+    /// The threshold.
+    pub threshold: f64,
+    /// Frames compared.
+    pub frames: usize,
+    /// Where they came from.
+    pub frames_from: Vec<String>,
+    /// Each output part's figures.
+    pub cosines: Vec<PartCosine>,
+    /// One line: why it failed, or what it reached.
+    pub summary: String,
+}
+
+/// Everything known about a cached engine (`KEY.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineMeta {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The entry's key.
+    pub key: String,
+    /// The content fingerprint of the model's weights (what `auto` matches on), if built from
+    /// a model folder.
+    pub model_fingerprint: Option<String>,
+    /// Which weights, for people.
+    pub weights: String,
+    /// The hash of the ONNX graph built from (see [`crate::engine::graph_hash`]; a file's bytes).
+    pub graph_hash: String,
+    /// The graph file, if built from one.
+    pub graph_file: Option<String>,
+    /// Input height and width.
+    pub size: [usize; 2],
+    /// `fp32`, `fp16` or `int8`.
+    pub precision: String,
+    /// The engine's outputs, in the graph's order.
+    pub outputs: Vec<String>,
+    /// How it was built.
+    pub build: BuildSettings,
+    /// What it is valid for.
+    pub environment: Environment,
+    /// The engine file's length.
+    pub engine_bytes: u64,
+    /// SHA-256 of the engine file.
+    pub engine_sha256: String,
+    /// Seconds since the Unix epoch at which it was stored.
+    pub created_unix: u64,
+    /// How long the build took.
+    pub build_seconds: f64,
+    /// The gate's verdict.
+    pub verdict: Verdict,
+}
+
+impl EngineMeta {
+    /// Why this entry cannot be used in `env`, or `None`.
+    pub fn foreign_to(&self, env: &Environment) -> Option<String> {
+        (self.environment != *env).then(|| {
+            format!(
+                "built for {}, this machine has {}",
+                self.environment.summary(),
+                env.summary()
+            )
+        })
+    }
+}
+
+/// The key of an engine: what it was built from, how, and for what.
+pub fn key(graph_hash: &str, build: &BuildSettings, precision: &str, env: &Environment) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        graph_hash,
+        precision,
+        &build.batch.to_string(),
+        &format!("{:?}", build.opt_level),
+        &format!("{:?}", build.workspace_mib),
+        &build.source,
+        &env.tensorrt,
+        &env.cuda,
+        &env.gpu,
+        &env.compute_capability,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize(), 20)
+}
+
+fn hex(bytes: &[u8], digits: usize) -> String {
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.truncate(digits);
+    s
+}
+
+/// SHA-256 of `bytes`, all 64 hex digits.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes), 64)
+}
+
+/// A cache folder.
+#[derive(Clone, Debug)]
+pub struct EngineCache {
+    dir: PathBuf,
+}
+
+/// An entry as listed: its metadata, or why it could not be read.
+#[derive(Clone, Debug)]
+pub enum Listed {
+    /// A readable entry.
+    Entry(Box<EngineMeta>),
+    /// A `KEY.json` that could not be read, and why.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl EngineCache {
+    /// The cache in `dir` (created when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        EngineCache { dir: dir.into() }
+    }
+
+    /// Its folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn engine_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.engine"))
+    }
+
+    fn meta_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The timing cache for `env`.
+    pub fn timing_cache_path(&self, env: &Environment) -> PathBuf {
+        self.dir.join(format!("timing-{}.cache", env.slug()))
+    }
+
+    /// The timing cache for `env`, or nothing (a missing or unreadable one only slows a build).
+    pub fn timing_cache(&self, env: &Environment) -> Vec<u8> {
+        std::fs::read(self.timing_cache_path(env)).unwrap_or_default()
+    }
+
+    /// Keeps the builder's timing cache for `env`.
+    pub fn store_timing_cache(&self, env: &Environment, bytes: &[u8]) -> Result<(), TensorrtError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        write_atomically(&self.timing_cache_path(env), bytes)
+    }
+
+    /// Stores an engine and its metadata (the engine's length and hash are filled in here).
+    pub fn store(&self, meta: &mut EngineMeta, engine: &[u8]) -> Result<PathBuf, TensorrtError> {
+        meta.engine_bytes = engine.len() as u64;
+        meta.engine_sha256 = sha256(engine);
+        let engine_path = self.engine_path(&meta.key);
+        write_atomically(&engine_path, engine)?;
+        self.store_meta(meta)?;
+        Ok(engine_path)
+    }
+
+    /// Rewrites an entry's metadata (e.g. its verdict).
+    pub fn store_meta(&self, meta: &EngineMeta) -> Result<(), TensorrtError> {
+        let json = serde_json::to_vec_pretty(meta).map_err(|e| TensorrtError::Cache {
+            path: self.meta_path(&meta.key),
+            reason: e.to_string(),
+        })?;
+        write_atomically(&self.meta_path(&meta.key), &json)
+    }
+
+    /// Every entry, in key order (none if the folder does not exist).
+    pub fn list(&self) -> Result<Vec<Listed>, TensorrtError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(TensorrtError::Cache {
+                    path: self.dir.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        Ok(paths
+            .into_iter()
+            .map(|path| match read_meta(&path) {
+                Ok(meta) => Listed::Entry(Box::new(meta)),
+                Err(reason) => Listed::Unreadable { path, reason },
+            })
+            .collect())
+    }
+
+    /// The entry `key`'s metadata.
+    pub fn meta(&self, key: &str) -> Result<EngineMeta, TensorrtError> {
+        let path = self.meta_path(key);
+        read_meta(&path).map_err(|reason| TensorrtError::Cache { path, reason })
+    }
+
+    /// The engine bytes of `meta`'s entry, checked: usable in `env`, the whole file, unchanged.
+    pub fn engine_bytes(
+        &self,
+        meta: &EngineMeta,
+        env: &Environment,
+    ) -> Result<Vec<u8>, TensorrtError> {
+        let path = self.engine_path(&meta.key);
+        if let Some(reason) = meta.foreign_to(env) {
+            return Err(TensorrtError::Refused { path, reason });
+        }
+        let bytes = std::fs::read(&path).map_err(|e| TensorrtError::Cache {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if bytes.len() as u64 != meta.engine_bytes {
+            return Err(TensorrtError::Refused {
+                path,
+                reason: format!(
+                    "truncated or changed: {} bytes, {} were stored",
+                    bytes.len(),
+                    meta.engine_bytes
+                ),
+            });
+        }
+        if sha256(&bytes) != meta.engine_sha256 {
+            return Err(TensorrtError::Refused {
+                path,
+                reason: "corrupt: its SHA-256 is not the one stored with it".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Removes the entries `remove` picks; returns the keys removed.
+    pub fn remove_where(
+        &self,
+        mut remove: impl FnMut(&Listed) -> bool,
+    ) -> Result<Vec<String>, TensorrtError> {
+        let mut removed = Vec::new();
+        for listed in self.list()? {
+            if !remove(&listed) {
+                continue;
+            }
+            let (meta_path, key) = match &listed {
+                Listed::Entry(meta) => (self.meta_path(&meta.key), meta.key.clone()),
+                Listed::Unreadable { path, .. } => (
+                    path.clone(),
+                    path.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+            };
+            // The JSON goes first, so that a half-removed entry is never listed as whole.
+            for path in [meta_path, self.engine_path(&key)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(TensorrtError::Cache {
+                            path,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            removed.push(key);
+        }
+        Ok(removed)
+    }
+}
+
+fn read_meta(path: &Path) -> Result<EngineMeta, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let meta: EngineMeta =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not an engine entry: {e}"))?;
+    if meta.format != FORMAT {
+        return Err(format!(
+            "entry format {}, this dinoedge reads {FORMAT}",
+            meta.format
+        ));
+    }
+    Ok(meta)
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it, synced, renamed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorrtError> {
+    use std::io::Write;
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| TensorrtError::Cache {
+            path: p,
+            reason: e.to_string(),
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(err(dir))?;
+    tmp.write_all(bytes).map_err(err(path))?;
+    tmp.as_file().sync_all().map_err(err(path))?;
+    tmp.persist(path).map_err(|e| err(path)(e.error))?;
+    Ok(())
+}
