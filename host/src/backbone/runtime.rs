@@ -111,6 +111,11 @@ impl OnnxFile {
         })
     }
 
+    /// The mean GPU time of a run so far in milliseconds, where the engine measures it.
+    pub fn mean_gpu_ms(&self) -> Option<f64> {
+        engine::mean_gpu_ms(&*self.plan)
+    }
+
     /// The engine that runs it.
     pub fn engine(&self) -> &EngineInfo {
         &self.engine
@@ -266,6 +271,12 @@ impl Backbone {
     /// ops it took over and which it left on the CPU.
     pub fn op_census(&self) -> std::collections::BTreeMap<String, usize> {
         engine::op_census(&*self.plan)
+    }
+
+    /// The mean GPU time of a run so far in milliseconds (CUDA events around each run), where
+    /// the engine measures it (TensorRT).
+    pub fn mean_gpu_ms(&self) -> Option<f64> {
+        engine::mean_gpu_ms(&*self.plan)
     }
 
     /// Runs one batch of zeros on a fresh state, so that the engine compiles its kernels and

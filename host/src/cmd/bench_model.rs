@@ -11,7 +11,7 @@ use ndarray::Array4;
 
 use super::engine::EngineArgs;
 use super::model::{GraphArgs, weights_note};
-use dinoedge::engine::EngineInfo;
+use dinoedge::engine::{EngineInfo, EngineKind};
 
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
@@ -60,6 +60,13 @@ impl Prepared {
         match self {
             Prepared::Model(b) => b.engine(),
             Prepared::File(f) => f.engine(),
+        }
+    }
+
+    fn mean_gpu_ms(&self) -> Option<f64> {
+        match self {
+            Prepared::Model(b) => b.mean_gpu_ms(),
+            Prepared::File(f) => f.mean_gpu_ms(),
         }
     }
 
@@ -198,7 +205,9 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             // Unknown for a bare ONNX file.
             "random_weights": weights.as_ref().map(|w| w == "random weights"),
             "weights": weights,
-            "runtime": "tract",
+            "runtime": if engine.engine == EngineKind::Tensorrt { "tensorrt" } else { "tract" },
+            // TensorRT's own GPU time per run (CUDA events around each enqueue), warm-up included.
+            "gpu_ms_mean": backbone.mean_gpu_ms(),
             "engine": engine.engine,
             "precision": engine.precision,
             "device": engine.device,
@@ -241,6 +250,9 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
             prepare_ms
         );
         println!("  frames/s: {fps:.2}");
+        if let Some(gpu) = backbone.mean_gpu_ms() {
+            println!("  GPU time per run (CUDA events): mean {gpu:.2} ms");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

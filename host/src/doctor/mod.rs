@@ -71,6 +71,84 @@ pub struct EngineChoice {
     pub not_taken: Vec<(&'static str, String)>,
 }
 
+/// A cached TensorRT engine as `doctor` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CachedEngine {
+    /// Its cache key.
+    pub key: String,
+    /// `fp16 224x224 batch 1, weights ...`.
+    pub what: String,
+    /// Whether its gate passed.
+    pub passed: bool,
+    /// The gate's one-line verdict.
+    pub verdict: String,
+    /// Why it cannot run on this machine (another TensorRT, CUDA or GPU), if so.
+    pub foreign: Option<String>,
+}
+
+/// TensorRT on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorrtStatus {
+    /// The shim loaded, where one was.
+    pub shim: Option<PathBuf>,
+    /// `TensorRT 10.3.0 (headers 10.3.0), CUDA 12.6 (driver 12.6)`, where the shim loaded.
+    pub versions: Option<String>,
+    /// Why TensorRT cannot be used, where it cannot.
+    pub unavailable: Option<String>,
+    /// The engine cache.
+    pub cache: PathBuf,
+    /// Its engines.
+    pub engines: Vec<CachedEngine>,
+}
+
+impl TensorrtStatus {
+    /// Opens the shim (a failure is reported, not raised) and reads the cache.
+    pub fn gather() -> TensorrtStatus {
+        use crate::engine::tensorrt::{self, EngineCache, Environment, Listed};
+        let cache = EngineCache::new(tensorrt::cache::default_dir());
+        let (shim, versions, env, unavailable) = match tensorrt::open_shim() {
+            Ok(shim) => {
+                let versions = shim.versions().ok().map(|v| v.summary());
+                match Environment::current(&shim) {
+                    Ok(env) => (Some(shim.path().to_path_buf()), versions, Some(env), None),
+                    Err(e) => (
+                        Some(shim.path().to_path_buf()),
+                        versions,
+                        None,
+                        Some(e.to_string()),
+                    ),
+                }
+            }
+            Err(e) => (None, None, None, Some(e.to_string())),
+        };
+        let engines = cache
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| match l {
+                Listed::Entry(meta) => Some(CachedEngine {
+                    key: meta.key.clone(),
+                    what: format!(
+                        "{} {}x{} batch {}, {}",
+                        meta.precision, meta.size[0], meta.size[1], meta.build.batch, meta.weights
+                    ),
+                    passed: meta.verdict.passed,
+                    verdict: meta.verdict.summary.clone(),
+                    foreign: env.as_ref().and_then(|e| meta.foreign_to(e)),
+                }),
+                Listed::Unreadable { .. } => None,
+            })
+            .collect();
+        TensorrtStatus {
+            shim,
+            versions,
+            unavailable,
+            cache: cache.dir().to_path_buf(),
+            engines,
+        }
+    }
+}
+
 /// Everything `doctor` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -94,6 +172,8 @@ pub struct Report {
     pub jetson: Option<Jetson>,
     /// Serial devices.
     pub serial: Vec<SerialDevice>,
+    /// TensorRT: the shim, its versions, and the cached engines with their gates' verdicts.
+    pub tensorrt: TensorrtStatus,
     /// What `--engine auto` does.
     pub engine_auto: EngineChoice,
     /// Whether the default pipeline can run here.
@@ -120,6 +200,7 @@ impl Report {
             cuda_headers: probe::cuda_headers(),
             jetson: probe::jetson(),
             serial: probe::serial_devices(),
+            tensorrt: TensorrtStatus::gather(),
             // The CPU engine needs nothing from the machine.
             default_pipeline_runs: true,
             engine_auto,
@@ -241,6 +322,32 @@ impl std::fmt::Display for Report {
                 } else {
                     "no permission: add this user to the dialout group"
                 }
+            )?;
+        }
+        let trt = &self.tensorrt;
+        match (&trt.versions, &trt.unavailable) {
+            (Some(v), None) => writeln!(f, "TensorRT {v}")?,
+            (_, Some(why)) => writeln!(f, "TensorRT {why}")?,
+            (None, None) => writeln!(f, "TensorRT loaded, versions unknown")?,
+        }
+        writeln!(
+            f,
+            "         {} engine(s) in {}",
+            trt.engines.len(),
+            trt.cache.display()
+        )?;
+        for e in &trt.engines {
+            writeln!(
+                f,
+                "         {} {} {}: {}{}",
+                if e.passed { "PASSED " } else { "REFUSED" },
+                e.key,
+                e.what,
+                e.verdict,
+                e.foreign
+                    .as_ref()
+                    .map(|w| format!(" (foreign: {w})"))
+                    .unwrap_or_default()
             )?;
         }
         writeln!(

@@ -262,6 +262,14 @@ pub(crate) fn op_census(runnable: &dyn Runnable) -> std::collections::BTreeMap<S
     census
 }
 
+/// The mean GPU time of a run so far, in milliseconds, measured by CUDA events around each
+/// enqueue, where the engine measures it (TensorRT).
+pub(crate) fn mean_gpu_ms(runnable: &dyn Runnable) -> Option<f64> {
+    runnable
+        .downcast_ref::<tensorrt::TrtRunnable>()
+        .and_then(|r| r.0.mean_gpu_ms())
+}
+
 /// A graph prepared by one engine: shared by every worker's state.
 #[derive(Clone)]
 pub(crate) struct Prepared {

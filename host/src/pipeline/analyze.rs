@@ -171,6 +171,11 @@ impl Models {
                 size,
                 &RuntimeOptions {
                     engine: EngineRequest::Cpu,
+                    // INT8 runs only on TensorRT: the CPU stands in with the FP32 it approximates.
+                    precision: match options.precision {
+                        crate::engine::Precision::Int8 => crate::engine::Precision::Fp32,
+                        p => p,
+                    },
                     ..options
                 },
             )?;

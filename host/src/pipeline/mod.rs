@@ -281,7 +281,7 @@ pub fn run(
             roi: config.roi,
             ..PreprocessConfig::new(models.backbone.size())
         },
-        models.backbone.engine().engine == crate::engine::EngineKind::Cuda,
+        models.backbone.engine().engine != crate::engine::EngineKind::Cpu,
     );
     if let Some(why) = not_on_gpu {
         tracing::warn!("{why}");

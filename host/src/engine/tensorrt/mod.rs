@@ -21,7 +21,7 @@ use tract_onnx::tract_core::runtime::Runnable;
 
 pub use cache::{EngineCache, EngineMeta, Environment, Listed, Verdict};
 pub use provision::{BuildOutcome, BuildRequest, build, graph_outputs};
-pub use runnable::TrtPlan;
+pub use runnable::{TrtPlan, TrtRunnable};
 
 /// What went wrong with a TensorRT engine.
 #[derive(Debug, thiserror::Error)]
