@@ -32,10 +32,41 @@ pub fn graph_hash(model: &ModelProto) -> String {
     hex(&h.finalize())
 }
 
-/// SHA-256 of a file's bytes, first 16 hex digits.
+/// Below this size an ONNX file is read again for the external-data files it names (a file
+/// that keeps its weights outside is small; one that is not holds them inline).
+const EXTERNAL_DATA_SCAN_LIMIT: u64 = 256 << 20;
+
+/// SHA-256 of an ONNX file's bytes and of every external-data file it names (the weights of a
+/// large model live beside the graph, and two models' graphs could otherwise hash alike), first
+/// 16 hex digits.
 pub(crate) fn file_hash(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
     let mut h = Sha256::new();
+    hash_file(path, &mut h)?;
+    if std::fs::metadata(path)?.len() < EXTERNAL_DATA_SCAN_LIMIT
+        && let Ok(model) = ModelProto::decode(std::fs::read(path)?.as_slice())
+    {
+        let mut locations: Vec<String> = model
+            .graph
+            .iter()
+            .flat_map(|g| &g.initializer)
+            .flat_map(|t| &t.external_data)
+            .filter(|e| e.key == "location")
+            .map(|e| e.value.clone())
+            .collect();
+        locations.sort();
+        locations.dedup();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for location in locations {
+            h.update((location.len() as u64).to_le_bytes());
+            h.update(location.as_bytes());
+            hash_file(&dir.join(&location), &mut h)?;
+        }
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hash_file(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;
@@ -44,7 +75,7 @@ pub(crate) fn file_hash(path: &Path) -> std::io::Result<String> {
         };
         h.update(chunk);
     }
-    Ok(hex(&h.finalize()))
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {

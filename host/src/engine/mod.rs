@@ -234,7 +234,8 @@ pub fn auto_choice() -> (EngineKind, Vec<NotTaken>) {
     let mut not_taken = vec![NotTaken {
         engine: "tensorrt",
         reason: tensorrt::unavailable().unwrap_or_else(|| {
-            "TensorRT is here; auto takes an engine only where `dinoedge engine build` made one              for the model, size, batch and precision and its gate passed"
+            "TensorRT is here; auto takes an engine only where `dinoedge engine build` made one \
+             for the model, size, batch and precision and its gate passed"
                 .to_owned()
         }),
     }];
@@ -369,13 +370,14 @@ pub(crate) fn prepare(
     let mut last = None;
     for &kind in order {
         match prepare_on(kind, graph, &wanted, shape, threads, precision) {
-            Ok((runnable, device)) => {
+            Ok((runnable, device, built_from)) => {
                 let info = EngineInfo {
                     requested: request,
                     engine: kind,
                     precision,
                     device,
-                    graph_hash,
+                    // A TensorRT engine runs the graph it was built from, not the one in memory.
+                    graph_hash: built_from.unwrap_or(graph_hash),
                     not_taken,
                 };
                 tracing::info!("engine: {}", info.summary());
@@ -397,10 +399,26 @@ pub(crate) fn prepare(
             }
         }
     }
-    Err(last.unwrap_or(EngineError::Unavailable {
-        engine: EngineKind::Cpu,
-        reason: "no engine to try".to_owned(),
-    }))
+    // `auto` tried several: every reason counts, not only the last one's.
+    match last {
+        Some(e) if not_taken.len() > 1 => Err(EngineError::Unavailable {
+            engine: match e {
+                EngineError::Unavailable { engine, .. } | EngineError::Prepare { engine, .. } => {
+                    engine
+                }
+            },
+            reason: not_taken
+                .iter()
+                .map(|n| format!("{}: {}", n.engine, n.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+        Some(e) => Err(e),
+        None => Err(EngineError::Unavailable {
+            engine: EngineKind::Cpu,
+            reason: "no engine to try".to_owned(),
+        }),
+    }
 }
 
 /// A built graph optimised for the CPU engine with `threads` threads, without choosing or
@@ -420,7 +438,11 @@ pub(crate) fn cpu_plan(
     Ok(cpu::prepare(model, threads).map_err(prepare_error)?.0)
 }
 
-/// Prepares the graph on one engine: the plan and a description of the device.
+/// What one engine prepared: the plan, a description of the device, and the hash of the graph
+/// it runs where that is not the graph handed in (a TensorRT engine's).
+type PreparedOn = (Arc<dyn Runnable>, String, Option<String>);
+
+/// Prepares the graph on one engine.
 fn prepare_on(
     kind: EngineKind,
     graph: Graph<'_>,
@@ -428,7 +450,7 @@ fn prepare_on(
     shape: [usize; 4],
     threads: usize,
     precision: Precision,
-) -> Result<(Arc<dyn Runnable>, String), EngineError> {
+) -> Result<PreparedOn, EngineError> {
     let prepare_error = |e: TractError| EngineError::Prepare {
         engine: kind,
         reason: format!("{e:#}"),
@@ -436,26 +458,30 @@ fn prepare_on(
     if precision == Precision::Int8 && kind != EngineKind::Tensorrt {
         return Err(EngineError::Unavailable {
             engine: kind,
-            reason: "int8 runs only on a TensorRT engine built from `dinoedge model quantize`'s                      graph (tract's INT8 is slower than its FP32 on the CPU)"
+            reason: "int8 runs only on a TensorRT engine built from `dinoedge model quantize`'s \
+                     graph (tract's INT8 is slower than its FP32 on the CPU)"
                 .to_owned(),
         });
     }
     match kind {
-        EngineKind::Tensorrt => tensorrt::prepare(wanted).map_err(|e| match e {
-            tensorrt::TensorrtError::Shim(dinoedge_tensorrt::ShimError::Call { .. }) => {
-                EngineError::Prepare {
+        EngineKind::Tensorrt => tensorrt::prepare(wanted)
+            .map(|(plan, device, built_from)| (plan, device, Some(built_from)))
+            .map_err(|e| match e {
+                tensorrt::TensorrtError::Shim(dinoedge_tensorrt::ShimError::Call { .. }) => {
+                    EngineError::Prepare {
+                        engine: kind,
+                        reason: e.to_string(),
+                    }
+                }
+                _ => EngineError::Unavailable {
                     engine: kind,
                     reason: e.to_string(),
-                }
-            }
-            _ => EngineError::Unavailable {
-                engine: kind,
-                reason: e.to_string(),
-            },
-        }),
+                },
+            }),
         EngineKind::Cpu => {
             let model = graph.typed_model(shape, precision).map_err(prepare_error)?;
-            cpu::prepare(model, threads).map_err(prepare_error)
+            let (plan, device) = cpu::prepare(model, threads).map_err(prepare_error)?;
+            Ok((plan, device, None))
         }
         EngineKind::Cuda => {
             if let Some(reason) = cuda_unavailable() {
@@ -467,7 +493,7 @@ fn prepare_on(
             #[cfg(feature = "cuda")]
             {
                 let model = graph.typed_model(shape, precision).map_err(prepare_error)?;
-                cuda::prepare(model)
+                cuda::prepare(model).map(|(plan, device)| (plan, device, None))
             }
             #[cfg(not(feature = "cuda"))]
             {

@@ -234,3 +234,23 @@ fn only_normalisations_and_softmax_stay_in_fp32() {
         assert!(!stays_fp32(op), "{op}");
     }
 }
+
+#[test]
+fn a_graph_file_hash_covers_its_external_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let size = InputSize::new(32, 32);
+    tiny(1)
+        .write_onnx(size, &GraphOptions::default(), &path, true)
+        .unwrap();
+    let first = hash::file_hash(&path).unwrap();
+    assert_eq!(first, hash::file_hash(&path).unwrap());
+    tiny(2)
+        .write_onnx(size, &GraphOptions::default(), &path, true)
+        .unwrap();
+    assert_ne!(
+        first,
+        hash::file_hash(&path).unwrap(),
+        "other weights in the .data file beside an identical graph"
+    );
+}

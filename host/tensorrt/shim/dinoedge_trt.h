@@ -68,6 +68,8 @@ typedef struct dtrt_device {
     char name[256];
     int32_t cc_major;
     int32_t cc_minor;
+    /* Streaming multiprocessors: tells Orin AGX, NX and Nano apart (all "Orin", sm_87). */
+    int32_t multiprocessors;
     uint64_t total_bytes;
 } dtrt_device;
 
@@ -115,6 +117,7 @@ typedef void (*dtrt_write_fn)(void *user, const uint8_t *data, size_t len);
 /*
  * Build progress: a phase starts (step 0), advances (step 1..steps) and ends (step == steps).
  * `depth` is 0 for top-level phases. Return 0 to go on, anything else to cancel the build.
+ * Calls may come from any of TensorRT's threads, one at a time (the shim serialises them).
  */
 typedef int32_t (*dtrt_progress_fn)(void *user, const char *phase, int32_t depth, int32_t step,
                                     int32_t steps);

@@ -73,6 +73,9 @@
 #ifndef FAKE_CC_MINOR
 #define FAKE_CC_MINOR 7
 #endif
+#ifndef FAKE_MULTIPROCESSORS
+#define FAKE_MULTIPROCESSORS 16
+#endif
 #ifndef FAKE_TOTAL_BYTES
 #define FAKE_TOTAL_BYTES (8ULL << 30)
 #endif
@@ -535,6 +538,7 @@ dtrt_status dtrt_device_get(int32_t device, dtrt_device *out) {
     snprintf(out->name, sizeof out->name, "%s", FAKE_DEVICE_NAME);
     out->cc_major = FAKE_CC_MAJOR;
     out->cc_minor = FAKE_CC_MINOR;
+    out->multiprocessors = FAKE_MULTIPROCESSORS;
     out->total_bytes = FAKE_TOTAL_BYTES;
     return DTRT_OK;
 }

@@ -45,7 +45,11 @@ extern "C" {
 enum cudaError { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
 typedef enum cudaError cudaError_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
-enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+enum cudaDeviceAttr {
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76
+};
 cudaError_t cudaMalloc(void** devPtr, size_t size);
 cudaError_t cudaFree(void* devPtr);
 cudaError_t cudaMallocHost(void** ptr, size_t size);
@@ -626,6 +630,11 @@ dtrt_status dtrt_device_get(int32_t device, dtrt_device* out) {
                    "cudaDeviceGetAttribute(ComputeCapabilityMinor)");
         d.cc_major = major;
         d.cc_minor = minor;
+        // Orin AGX, NX and Nano all say "Orin", sm_87: the SM count tells them apart.
+        int sms = 0;
+        check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+                   "cudaDeviceGetAttribute(MultiProcessorCount)");
+        d.multiprocessors = sms;
 #if defined(__CUDA_RUNTIME_API_H__)
         // The name and the memory size exist only in cudaDeviceProp, which the stub cannot declare.
         cudaDeviceProp prop{};
@@ -687,6 +696,9 @@ dtrt_status dtrt_build(const char* onnx_path, const dtrt_build_options* options,
         if (!config) {
             fail(DTRT_ERR_OTHER, capture.describe("createBuilderConfig failed"));
         }
+        // TF32 is on by default and strong typing leaves it on: an "fp32" engine would round
+        // the inputs of its matmuls and convolutions to 10-bit mantissas on Ampere (Orin).
+        config->clearFlag(nvinfer1::BuilderFlag::kTF32);
         std::unique_ptr<nvonnxparser::IParser> parser(nvonnxparser::createParser(*network, logger()));
         if (!parser) {
             fail(DTRT_ERR_OTHER, capture.describe("creating the ONNX parser failed"));

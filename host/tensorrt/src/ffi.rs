@@ -32,6 +32,7 @@ struct RawDevice {
     name: [c_char; 256],
     cc_major: i32,
     cc_minor: i32,
+    multiprocessors: i32,
     total_bytes: u64,
 }
 
@@ -121,9 +122,18 @@ fn symbol<T: Copy>(lib: &Library, path: &Path, name: &str) -> Result<T, ShimErro
 impl Shim {
     /// Opens the shim at `path` (see [`crate::locate`]) and checks it.
     pub fn open(path: &Path) -> Result<Shim, ShimError> {
+        // RTLD_NODELETE: TensorRT keeps the first logger it is given (the shim's) for the life of
+        // the process, so the shim must stay mapped even after the last handle is dropped.
         // SAFETY: loading runs the library's initialisers: the shim's own (none) and those of
         // libnvinfer and libcudart, which do not assume anything of the process.
-        let lib = unsafe { Library::new(path) }.map_err(|e| ShimError::Load {
+        let lib = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libc_rtld_nodelete(),
+            )
+        }
+        .map(Library::from)
+        .map_err(|e| ShimError::Load {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -193,6 +203,7 @@ impl Shim {
             name: [0; 256],
             cc_major: 0,
             cc_minor: 0,
+            multiprocessors: 0,
             total_bytes: 0,
         };
         // SAFETY: `raw` is a valid, writable dtrt_device.
@@ -207,6 +218,7 @@ impl Shim {
         Ok(Device {
             name,
             compute_capability: (raw.cc_major, raw.cc_minor),
+            multiprocessors: raw.multiprocessors,
             total_bytes: raw.total_bytes,
         })
     }
@@ -218,7 +230,7 @@ impl Shim {
         onnx: &Path,
         options: &BuildOptions,
         timing_cache: &[u8],
-        progress: &mut dyn FnMut(&Progress<'_>) -> bool,
+        progress: &mut (dyn FnMut(&Progress<'_>) -> bool + Send),
     ) -> Result<Built, ShimError> {
         let path = std::ffi::CString::new(onnx.as_os_str().as_encoded_bytes()).map_err(|_| {
             ShimError::Call {
@@ -234,7 +246,7 @@ impl Shim {
         };
         let mut engine: Vec<u8> = Vec::new();
         let mut cache: Vec<u8> = Vec::new();
-        let mut progress: &mut dyn FnMut(&Progress<'_>) -> bool = progress;
+        let mut progress: &mut (dyn FnMut(&Progress<'_>) -> bool + Send) = progress;
         // SAFETY: every pointer is valid for the call: the path is NUL-terminated, the options
         // and the cache slice live across it, and the three user pointers point at locals of
         // the types the callbacks below cast them back to. The shim calls the callbacks only
@@ -246,7 +258,7 @@ impl Shim {
                 timing_cache.as_ptr(),
                 timing_cache.len(),
                 Some(progress_callback),
-                (&mut progress as *mut &mut dyn FnMut(&Progress<'_>) -> bool).cast(),
+                (&mut progress as *mut &mut (dyn FnMut(&Progress<'_>) -> bool + Send)).cast(),
                 write_callback,
                 (&mut engine as *mut Vec<u8>).cast(),
                 Some(write_callback),
@@ -343,8 +355,10 @@ extern "C" fn progress_callback(
             .to_string_lossy()
             .into_owned()
     };
-    // SAFETY: `user` is the `&mut &mut dyn FnMut` `Shim::build` passed, alive for the call.
-    let progress = unsafe { &mut *user.cast::<&mut dyn FnMut(&Progress<'_>) -> bool>() };
+    // SAFETY: `user` is the `&mut &mut dyn FnMut` `Shim::build` passed, alive for the call; the
+    // closure is `Send` (it may be called on one of TensorRT's threads) and the shim never calls
+    // it twice at once (the ABI's promise), so this is the only `&mut` to it.
+    let progress = unsafe { &mut *user.cast::<&mut (dyn FnMut(&Progress<'_>) -> bool + Send)>() };
     // A panic must not unwind into C++: it cancels the build instead.
     let go_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         progress(&Progress {
@@ -559,4 +573,9 @@ impl Context {
         // the context's free, both of which need `&mut self`, so not while this borrow lives.
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
     }
+}
+
+/// `RTLD_NODELETE` (glibc's value on every Linux architecture dinoedge targets).
+fn libc_rtld_nodelete() -> std::ffi::c_int {
+    0x1000
 }

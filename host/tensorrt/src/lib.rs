@@ -229,9 +229,10 @@ pub struct Versions {
 
 impl Versions {
     /// Why these cannot work together, or `None`: the library's major version must be the
-    /// headers' (TensorRT breaks its ABI between majors), and at least [`MIN_TENSORRT`].
+    /// headers' (TensorRT breaks its ABI between majors) and the library no older than the
+    /// headers (an older one may lack what they call), and at least [`MIN_TENSORRT`].
     pub fn mismatch(&self) -> Option<String> {
-        if self.library / 10000 != self.headers / 10000 {
+        if self.library / 10000 != self.headers / 10000 || self.library < self.headers {
             return Some(format!(
                 "the shim was compiled against TensorRT {} but libnvinfer is {}: rebuild the \
                  shim on this machine",
@@ -275,6 +276,8 @@ pub struct Device {
     pub name: String,
     /// Compute capability, e.g. `(8, 7)`.
     pub compute_capability: (i32, i32),
+    /// Streaming multiprocessors (Orin AGX, NX and Nano share a name and compute capability).
+    pub multiprocessors: i32,
     /// Its memory in bytes.
     pub total_bytes: u64,
 }

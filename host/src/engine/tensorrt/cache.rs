@@ -43,25 +43,29 @@ pub struct Environment {
     pub gpu: String,
     /// Its compute capability, e.g. `8.7`.
     pub compute_capability: String,
+    /// Its streaming multiprocessors (Orin AGX, NX and Nano share a name and capability, and an
+    /// engine tuned for one is not meant for another).
+    pub multiprocessors: i32,
 }
 
 impl Environment {
-    /// `TensorRT 10.3.0, CUDA 12.6, Orin (sm_87)`.
+    /// `TensorRT 10.3.0, CUDA 12.6, Orin (sm_87, 16 SMs)`.
     pub fn summary(&self) -> String {
         format!(
-            "TensorRT {}, CUDA {}, {} (sm_{})",
+            "TensorRT {}, CUDA {}, {} (sm_{}, {} SMs)",
             self.tensorrt,
             self.cuda,
             self.gpu,
-            self.compute_capability.replace('.', "")
+            self.compute_capability.replace('.', ""),
+            self.multiprocessors
         )
     }
 
     /// A file-name-safe form for the timing cache.
     fn slug(&self) -> String {
         let raw = format!(
-            "trt{}-cuda{}-{}-sm{}",
-            self.tensorrt, self.cuda, self.gpu, self.compute_capability
+            "trt{}-cuda{}-{}-sm{}-{}sms",
+            self.tensorrt, self.cuda, self.gpu, self.compute_capability, self.multiprocessors
         );
         raw.chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -163,11 +167,19 @@ impl EngineMeta {
     }
 }
 
-/// The key of an engine: what it was built from, how, and for what.
-pub fn key(graph_hash: &str, build: &BuildSettings, precision: &str, env: &Environment) -> String {
+/// The key of an engine: what it was built from (the graph, and the weights: a graph file with
+/// external data could otherwise hash alike for two models), how, and for what.
+pub fn key(
+    graph_hash: &str,
+    model_fingerprint: &str,
+    build: &BuildSettings,
+    precision: &str,
+    env: &Environment,
+) -> String {
     let mut h = Sha256::new();
     for part in [
         graph_hash,
+        model_fingerprint,
         precision,
         &build.batch.to_string(),
         &format!("{:?}", build.opt_level),
@@ -177,6 +189,7 @@ pub fn key(graph_hash: &str, build: &BuildSettings, precision: &str, env: &Envir
         &env.cuda,
         &env.gpu,
         &env.compute_capability,
+        &env.multiprocessors.to_string(),
     ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
@@ -206,13 +219,23 @@ pub struct EngineCache {
 pub enum Listed {
     /// A readable entry.
     Entry(Box<EngineMeta>),
-    /// A `KEY.json` that could not be read, and why.
+    /// A `KEY.json` that could not be read (or was written by a newer dinoedge), and why.
     Unreadable {
         /// The file.
         path: PathBuf,
         /// Why.
         reason: String,
     },
+}
+
+/// Hex digits of a key.
+const KEY_DIGITS: usize = 20;
+
+/// Whether `name` is an entry's metadata file name (`KEY.json`): only those are listed, read or
+/// ever removed, so a cache pointed at a folder holding other files leaves them alone.
+fn entry_key(name: &str) -> Option<&str> {
+    name.strip_suffix(".json")
+        .filter(|k| k.len() == KEY_DIGITS && k.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl EngineCache {
@@ -283,16 +306,23 @@ impl EngineCache {
                 });
             }
         };
-        let mut paths: Vec<PathBuf> = entries
+        let mut paths: Vec<(PathBuf, String)> = entries
             .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| {
+                let name = e.file_name();
+                let key = entry_key(name.to_str()?)?.to_owned();
+                Some((e.path(), key))
+            })
             .collect();
         paths.sort();
         Ok(paths
             .into_iter()
-            .map(|path| match read_meta(&path) {
-                Ok(meta) => Listed::Entry(Box::new(meta)),
+            .map(|(path, key)| match read_meta(&path) {
+                Ok(meta) if meta.key == key => Listed::Entry(Box::new(meta)),
+                Ok(meta) => Listed::Unreadable {
+                    path,
+                    reason: format!("it names key {}, not its own", meta.key),
+                },
                 Err(reason) => Listed::Unreadable { path, reason },
             })
             .collect())
@@ -301,7 +331,17 @@ impl EngineCache {
     /// The entry `key`'s metadata.
     pub fn meta(&self, key: &str) -> Result<EngineMeta, TensorrtError> {
         let path = self.meta_path(key);
-        read_meta(&path).map_err(|reason| TensorrtError::Cache { path, reason })
+        let meta = read_meta(&path).map_err(|reason| TensorrtError::Cache {
+            path: path.clone(),
+            reason,
+        })?;
+        if meta.key != key {
+            return Err(TensorrtError::Cache {
+                path,
+                reason: format!("it names key {}, not its own", meta.key),
+            });
+        }
+        Ok(meta)
     }
 
     /// The engine bytes of `meta`'s entry, checked: usable in `env`, the whole file, unchanged.
@@ -347,14 +387,19 @@ impl EngineCache {
             if !remove(&listed) {
                 continue;
             }
-            let (meta_path, key) = match &listed {
-                Listed::Entry(meta) => (self.meta_path(&meta.key), meta.key.clone()),
-                Listed::Unreadable { path, .. } => (
-                    path.clone(),
-                    path.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                ),
+            // Only listed files are removed, and a listed file's name is its key (see
+            // `entry_key`), so nothing outside the cache or not made by it is touched.
+            let meta_path = match &listed {
+                Listed::Entry(meta) => self.meta_path(&meta.key),
+                Listed::Unreadable { path, .. } => path.clone(),
+            };
+            let Some(key) = meta_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(entry_key)
+                .map(str::to_owned)
+            else {
+                continue;
             };
             // The JSON goes first, so that a half-removed entry is never listed as whole.
             for path in [meta_path, self.engine_path(&key)] {
@@ -408,4 +453,152 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorrtError> 
     tmp.as_file().sync_all().map_err(err(path))?;
     tmp.persist(path).map_err(|e| err(path)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Environment {
+        Environment {
+            tensorrt: "10.3.0".into(),
+            cuda: "12.6".into(),
+            gpu: "Orin".into(),
+            compute_capability: "8.7".into(),
+            multiprocessors: 16,
+        }
+    }
+
+    fn settings() -> BuildSettings {
+        BuildSettings {
+            batch: 1,
+            opt_level: None,
+            workspace_mib: None,
+            source: "built".into(),
+        }
+    }
+
+    #[test]
+    fn the_key_is_stable_and_changes_with_everything_an_engine_depends_on() {
+        let base = key("3f2a", "w", &settings(), "fp16", &env());
+        assert_eq!(base, key("3f2a", "w", &settings(), "fp16", &env()));
+        assert_eq!(base.len(), 20);
+        let others = [
+            key("3f2b", "w", &settings(), "fp16", &env()),
+            key("3f2a", "w", &settings(), "int8", &env()),
+            key(
+                "3f2a",
+                "w",
+                &BuildSettings {
+                    batch: 2,
+                    ..settings()
+                },
+                "fp16",
+                &env(),
+            ),
+            key(
+                "3f2a",
+                "w",
+                &BuildSettings {
+                    opt_level: Some(5),
+                    ..settings()
+                },
+                "fp16",
+                &env(),
+            ),
+            key(
+                "3f2a",
+                "w",
+                &BuildSettings {
+                    workspace_mib: Some(512),
+                    ..settings()
+                },
+                "fp16",
+                &env(),
+            ),
+            key(
+                "3f2a",
+                "w",
+                &BuildSettings {
+                    source: "trtexec".into(),
+                    ..settings()
+                },
+                "fp16",
+                &env(),
+            ),
+            key(
+                "3f2a",
+                "w",
+                &settings(),
+                "fp16",
+                &Environment {
+                    tensorrt: "10.3.1".into(),
+                    ..env()
+                },
+            ),
+            key(
+                "3f2a",
+                "w",
+                &settings(),
+                "fp16",
+                &Environment {
+                    cuda: "12.8".into(),
+                    ..env()
+                },
+            ),
+            key(
+                "3f2a",
+                "w",
+                &settings(),
+                "fp16",
+                &Environment {
+                    gpu: "Thor".into(),
+                    ..env()
+                },
+            ),
+            key(
+                "3f2a",
+                "w",
+                &settings(),
+                "fp16",
+                &Environment {
+                    multiprocessors: 8,
+                    ..env()
+                },
+            ),
+            key("3f2a", "v", &settings(), "fp16", &env()),
+            key(
+                "3f2a",
+                "w",
+                &settings(),
+                "fp16",
+                &Environment {
+                    compute_capability: "8.9".into(),
+                    ..env()
+                },
+            ),
+        ];
+        for (i, other) in others.iter().enumerate() {
+            assert_ne!(&base, other, "case {i}");
+        }
+        // Parts are length-prefixed: moving a character from one part to the next is another key.
+        assert_ne!(
+            key("ab", "cw", &settings(), "fp16", &env()),
+            key("abc", "w", &settings(), "fp16", &env())
+        );
+    }
+
+    #[test]
+    fn writes_are_whole_and_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("x.engine");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.engine")]);
+    }
 }

@@ -80,6 +80,7 @@ impl Environment {
             cuda: dinoedge_tensorrt::cuda_version_string(v.cuda_runtime),
             gpu: d.name,
             compute_capability: format!("{}.{}", d.compute_capability.0, d.compute_capability.1),
+            multiprocessors: d.multiprocessors,
         })
     }
 }
@@ -190,6 +191,8 @@ pub fn load(
 ) -> Result<(Arc<TrtPlan>, String), TensorrtError> {
     let bytes = cache.engine_bytes(meta, env)?;
     let engine = shim.load_engine(&bytes)?;
+    // TensorRT holds its own copy now; on an 8 GB Orin the file's bytes are worth freeing first.
+    drop(bytes);
     let (plan, _context) = TrtPlan::new(engine, &meta.outputs)?;
     let mib = shim.device(0).map_or(0, |d| d.total_bytes >> 20);
     let device = format!(
@@ -202,8 +205,11 @@ pub fn load(
     Ok((Arc::new(plan), device))
 }
 
-/// The seam's entry: the plan for `wanted` from the default cache.
-pub(crate) fn prepare(wanted: &Wanted) -> Result<(Arc<dyn Runnable>, String), TensorrtError> {
+/// The seam's entry: the plan for `wanted` from the default cache, the device's description,
+/// and the hash of the graph the engine was built from (what results name).
+pub(crate) fn prepare(
+    wanted: &Wanted,
+) -> Result<(Arc<dyn Runnable>, String, String), TensorrtError> {
     let shim = open_shim()?;
     let env = Environment::current(&shim)?;
     let cache = EngineCache::new(cache::default_dir());
@@ -214,7 +220,11 @@ pub(crate) fn prepare(wanted: &Wanted) -> Result<(Arc<dyn Runnable>, String), Te
         meta.key,
         meta.verdict.summary
     );
-    Ok((Arc::new(runnable::TrtRunnable(plan)), device))
+    Ok((
+        Arc::new(runnable::TrtRunnable(plan)),
+        device,
+        meta.graph_hash.clone(),
+    ))
 }
 
 /// Why this machine cannot run TensorRT engines at all (no shim, no TensorRT, a version the

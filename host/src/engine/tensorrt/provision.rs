@@ -123,7 +123,7 @@ pub fn build(
     shim: &Shim,
     cache: &EngineCache,
     request: &BuildRequest<'_>,
-    progress: &mut dyn FnMut(&Progress<'_>) -> bool,
+    progress: &mut (dyn FnMut(&Progress<'_>) -> bool + Send),
 ) -> Result<BuildOutcome, TensorrtError> {
     if request.frames.is_empty() {
         return Err(TensorrtError::Gate(
@@ -200,10 +200,25 @@ pub fn build(
         }
         .into(),
     };
-    let key = cache::key(&graph_hash, &settings, &precision, &env);
+    // An imported engine is keyed by its own bytes too: two trtexec builds of one graph differ.
+    let imported = match request.trtexec {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| TensorrtError::Graph(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let keyed_graph = match &imported {
+        Some(bytes) => format!("{graph_hash}+{}", cache::sha256(bytes)),
+        None => graph_hash.clone(),
+    };
+    let fingerprint = request.model.weights.fingerprint().to_owned();
+    let key = cache::key(&keyed_graph, &fingerprint, &settings, &precision, &env);
+    // A cached engine is reused only if its gate was at least as strict as the one asked for.
     if !request.force
         && let Ok(meta) = cache.meta(&key)
         && meta.verdict.passed
+        && meta.verdict.threshold >= request.threshold
         && cache.engine_bytes(&meta, &env).is_ok()
     {
         let path = cache.dir().join(format!("{key}.engine"));
@@ -215,9 +230,8 @@ pub fn build(
     }
 
     let started = Instant::now();
-    let engine_bytes = match request.trtexec {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| TensorrtError::Graph(format!("{}: {e}", path.display())))?,
+    let engine_bytes = match imported {
+        Some(bytes) => bytes,
         None => {
             let timing = cache.timing_cache(&env);
             let built = shim.build(
@@ -240,7 +254,7 @@ pub fn build(
     let mut meta = EngineMeta {
         format: cache::FORMAT,
         key: key.clone(),
-        model_fingerprint: Some(request.model.weights.fingerprint().to_owned()),
+        model_fingerprint: Some(fingerprint),
         weights: request.model.weights_label(),
         graph_hash,
         graph_file: request.graph.map(|p| p.display().to_string()),

@@ -233,6 +233,18 @@ fn a_good_engine_passes_its_gate_is_cached_and_found_and_runs_like_the_cpu() {
     assert!(!build(&shim, &cache, &forced, &mut go_on).unwrap().reused);
     assert_eq!(cache.timing_cache(&env), b"FAKECACHE+");
 
+    // The same graph file handed in with other weights is another engine, not this one reused.
+    let other = ModelDir::tiny_random(32, 2, 8);
+    let for_other = build(&shim, &cache, &request(&other, &graph, &frames), &mut go_on).unwrap();
+    assert!(!for_other.reused);
+    assert_ne!(for_other.meta.key, meta.key);
+    // A stricter gate than the cached engine passed builds and gates again.
+    let stricter = BuildRequest {
+        threshold: 0.9999999,
+        ..request(&model, &graph, &frames)
+    };
+    assert!(!build(&shim, &cache, &stricter, &mut go_on).unwrap().reused);
+
     // Another size, precision, batch or weights is not this engine.
     for other in [
         Wanted {
@@ -251,7 +263,7 @@ fn a_good_engine_passes_its_gate_is_cached_and_found_and_runs_like_the_cpu() {
             outputs: vec!["last_hidden_state".into(), "block_0".into()],
             ..wanted(&model)
         },
-        wanted(&ModelDir::tiny_random(32, 2, 8)),
+        wanted(&ModelDir::tiny_random(32, 2, 9)),
     ] {
         let e = find(&cache, &env, &other).unwrap_err();
         assert!(e.to_string().contains("none built"), "{e}");
@@ -338,7 +350,7 @@ fn truncated_corrupt_and_foreign_engines_are_refused_with_the_reason() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("built for TensorRT 10.3.0, CUDA 12.6, Fake Orin (sm_87)"),
+        e.contains("built for TensorRT 10.3.0, CUDA 12.6, Fake Orin (sm_87, 16 SMs)"),
         "{e}"
     );
     let e = find(&cache, &thor, &wanted(&model))
@@ -347,14 +359,31 @@ fn truncated_corrupt_and_foreign_engines_are_refused_with_the_reason() {
     assert!(e.contains("foreign"), "{e}");
 
     // A file in the cache that is not an entry is listed as unreadable, not trusted.
-    std::fs::write(cache.dir().join("junk.json"), b"{").unwrap();
+    let junk = "0123456789abcdef0123";
+    std::fs::write(cache.dir().join(format!("{junk}.json")), b"{").unwrap();
+    // Files that are not named as entries are not the cache's: never listed, never removed.
+    std::fs::write(cache.dir().join("config.json"), b"{}").unwrap();
     assert!(cache.list().unwrap().iter().any(
         |l| matches!(l, Listed::Unreadable { reason, .. } if reason.contains("not an engine entry"))
     ));
-    let removed = cache
+    // An entry whose JSON names another key than its file is not trusted either.
+    let mut renamed = outcome.meta.clone();
+    renamed.key = "ffffffffffffffffffff".into();
+    std::fs::write(
+        cache.dir().join(format!("{}.json", outcome.meta.key)),
+        serde_json::to_vec(&renamed).unwrap(),
+    )
+    .unwrap();
+    assert!(cache.meta(&outcome.meta.key).is_err());
+    let mut removed = cache
         .remove_where(|l| matches!(l, Listed::Unreadable { .. }))
         .unwrap();
-    assert_eq!(removed, vec!["junk".to_owned()]);
+    removed.sort();
+    let mut expected = vec![junk.to_owned(), outcome.meta.key.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(cache.dir().join("config.json").exists());
+    assert!(!outcome.path.exists());
 }
 
 #[test]
