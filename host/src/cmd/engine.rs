@@ -117,7 +117,7 @@ pub struct ListArgs {
 /// `engine clean`.
 #[derive(Debug, clap::Args)]
 pub struct CleanArgs {
-    /// Remove every engine (the timing caches stay).
+    /// Remove every entry, unreadable ones too (the timing caches stay).
     #[arg(long)]
     all: bool,
     #[command(flatten)]
@@ -319,7 +319,8 @@ fn run_clean(args: CleanArgs) -> anyhow::Result<std::process::ExitCode> {
         .and_then(|s| tensorrt::Environment::current(&s).ok());
     let removed = cache.remove_where(|l| match l {
         _ if args.all => true,
-        Listed::Unreadable { .. } => true,
+        // Possibly written by a newer dinoedge: only `--all` removes what cannot be read.
+        Listed::Unreadable { .. } => false,
         Listed::Entry(meta) => {
             !meta.verdict.passed || env.as_ref().is_some_and(|e| meta.foreign_to(e).is_some())
         }
