@@ -127,24 +127,50 @@ impl Weights {
             let name = name.strip_prefix("model.").unwrap_or(&name).to_string();
             found.insert(name, view);
         }
+        Self::assemble(
+            config,
+            found,
+            |view| view.shape().to_vec(),
+            |name, view| {
+                Ok((
+                    format!("{:?}", view.dtype()),
+                    widen(name, view.dtype(), view.data())?,
+                ))
+            },
+            random_seed,
+        )
+    }
+
+    /// Checks tensors found in a file, by their Hugging Face names, against `config`: every
+    /// expected one present with its shape (checked before its values are read, with `read`)
+    /// and finite values, nothing unexpected. `shape` and `read` see each tensor as the file
+    /// holds it; `read` gives its element type's name and its values widened to f32.
+    pub(crate) fn assemble<T>(
+        config: &Dinov3Config,
+        mut found: BTreeMap<String, T>,
+        shape: impl Fn(&T) -> Vec<usize>,
+        read: impl Fn(&str, T) -> Result<(String, Vec<f32>), BackboneError>,
+        random_seed: Option<u64>,
+    ) -> Result<Self, BackboneError> {
         let mut tensors = BTreeMap::new();
         let mut dtypes = BTreeSet::new();
         for (name, expected) in expected_tensors(config) {
-            let view = found
+            let tensor = found
                 .remove(&name)
                 .ok_or_else(|| BackboneError::MissingTensor {
                     name: name.clone(),
                     expected: expected.clone(),
                 })?;
-            if view.shape() != expected.as_slice() {
+            let found_shape = shape(&tensor);
+            if found_shape != expected {
                 return Err(BackboneError::TensorShape {
                     name,
                     expected,
-                    found: view.shape().to_vec(),
+                    found: found_shape,
                 });
             }
-            dtypes.insert(format!("{:?}", view.dtype()));
-            let data = widen(&name, view.dtype(), view.data())?;
+            let (dtype, data) = read(&name, tensor)?;
+            dtypes.insert(dtype);
             let bad = data.iter().filter(|v| !v.is_finite()).count();
             if bad > 0 {
                 return Err(BackboneError::NonFinite { name, count: bad });
