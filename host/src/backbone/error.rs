@@ -30,6 +30,14 @@ pub enum BackboneError {
         /// What the parser said.
         reason: String,
     },
+    /// A PyTorch checkpoint that cannot be read or does not fit the configuration.
+    #[error("{}: {reason}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tensor the configuration needs is not in the weights.
     #[error("weights lack tensor {name} (expected shape {expected:?})")]
     MissingTensor {

@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod graph;
 pub mod hub;
+pub mod meta;
 pub mod npy;
 pub mod numerics;
 pub mod onnx;

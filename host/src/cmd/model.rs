@@ -22,6 +22,31 @@ pub enum ModelCommand {
     /// QuantizeLinear/DequantizeLinear) calibrated on recorded frames or images, keeping as
     /// many blocks in FP32 as the target cosine against FP32 needs.
     Quantize(QuantizeArgs),
+    /// Convert one of Meta's own DINOv3 checkpoints (.pth, as released with the paper) into a
+    /// model folder in the Hugging Face layout, without Python (the name map:
+    /// models/META_KEYS.md).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Meta's checkpoint, e.g. dinov3_vits16_pretrain_lvd1689m-08c60483.pth.
+    #[arg(long)]
+    meta: PathBuf,
+    /// The released architecture it is (its configuration is written beside the weights).
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    arch: Option<Arch>,
+    /// A Hugging Face config.json to use instead of --arch (a variant not in the list).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder to write (config.json + model.safetensors).
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +183,35 @@ pub struct ExportArgs {
 pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ModelCommand::Quantize(args) => run_quantize(args),
+        ModelCommand::Import(args) => {
+            let config = match (&args.arch, &args.config) {
+                (_, Some(path)) => dinoedge::backbone::Dinov3Config::from_file(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                (Some(arch), None) => arch.config(),
+                (None, None) => anyhow::bail!("give --arch or --config"),
+            };
+            let weights = dinoedge::backbone::meta::import(&args.meta, &config)
+                .with_context(|| format!("importing {}", args.meta.display()))?;
+            let model = ModelDir {
+                path: args.output.clone(),
+                config,
+                weights,
+                random_weights: false,
+            };
+            model
+                .save(&args.output)
+                .with_context(|| format!("writing {}", args.output.display()))?;
+            println!(
+                "{}: {} from {}, {:.2} M parameters (stored as {}), fingerprint {}",
+                args.output.display(),
+                model.config.arch_name(),
+                args.meta.display(),
+                model.weights.parameter_count() as f64 / 1e6,
+                model.weights.stored_as(),
+                model.weights.fingerprint()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ModelCommand::Init(args) => {
             let mut model = ModelDir::random(args.arch, args.seed);
             if args.outlier_channels > 0 {
