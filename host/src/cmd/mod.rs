@@ -13,6 +13,7 @@ mod preprocess;
 mod probe;
 mod record;
 mod run;
+mod sweep;
 mod wire;
 
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     /// Fit heads on frozen features of labelled images, and measure them.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// Which model and input size for a latency budget: for each, the probe's grouped
+    /// validation score and the backbone's latency; the fastest within a tolerance of the best,
+    /// scored once on the test split with bootstrap intervals; a table, sweep.json and a plot.
+    Sweep(sweep::SweepArgs),
     /// Time the backbone alone with tract: median, p90, p99, min and max ms per frame, frames/s.
     BenchModel(bench_model::BenchModelArgs),
     /// Run the pipeline on a live link or a recording: results back to the edge, JSON lines,
@@ -95,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Features(args) => features::run(args),
         Command::Preprocess(args) => preprocess::run(args),
         Command::Probe(cmd) => probe::run(cmd),
+        Command::Sweep(args) => sweep::run(args),
         Command::BenchModel(args) => bench_model::run(args),
         Command::Run(args) => run::run(args),
         Command::Record(args) => record::run(args),

@@ -39,41 +39,41 @@ pub enum ProbeCommand {
 pub struct DataArgs {
     /// Dataset: a folder with a subfolder per class, a CSV manifest (path,label[,group]; labels
     /// joined by ';' for multi-label), or (segmentation) a folder of images. Repeatable.
-    #[arg(long, required = true)]
-    data: Vec<PathBuf>,
+    #[arg(long)]
+    pub(super) data: Vec<PathBuf>,
     /// Segmentation: mask folder paired with each --data folder; masks match images by name.
     #[arg(long)]
-    masks: Vec<PathBuf>,
+    pub(super) masks: Vec<PathBuf>,
     /// Segmentation: masks lie beside the images, the mask of X.png named X<SUFFIX>.png.
     #[arg(long)]
-    mask_suffix: Option<String>,
+    pub(super) mask_suffix: Option<String>,
     /// Subject or patient groups from file names: the first capture group of this regex (e.g.
     /// '^(\d+)_' for HC18); each file is its own group by default.
     #[arg(long)]
-    group_by: Option<String>,
+    pub(super) group_by: Option<String>,
     /// Hold out this fraction of groups as a test set: `fit` leaves it out, `eval` uses only it
     /// (same --split-seed on both).
     #[arg(long, default_value_t = 0.0)]
-    test_fraction: f64,
+    pub(super) test_fraction: f64,
     /// Seed of the test split.
     #[arg(long, default_value_t = 0)]
-    split_seed: u64,
+    pub(super) split_seed: u64,
     /// Skip images that cannot be read or processed, naming each, instead of stopping.
     #[arg(long)]
-    skip_bad: bool,
+    pub(super) skip_bad: bool,
     /// Drop duplicate images before splitting: difference hashes within this many bits of an
     /// earlier image's (0: identical thumbnails; 4 catches re-encodings and small edits). Copies
     /// that carry different labels are all dropped.
     #[arg(long)]
-    dedupe: Option<u32>,
+    pub(super) dedupe: Option<u32>,
     /// Feature cache folder (keyed by model, size, features and file content).
     #[arg(long, default_value = "target/dinoedge-feature-cache")]
-    cache: PathBuf,
+    pub(super) cache: PathBuf,
     /// Parallel workers (one backbone state each).
     #[arg(long, default_value_t = 2)]
-    workers: usize,
+    pub(super) workers: usize,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub(super) engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -142,11 +142,14 @@ fn source(data: &DataArgs, classes: Option<Vec<String>>) -> DatasetSource {
 }
 
 /// The dataset's items on the side asked for: all, the kept side (fit) or the held-out side (eval).
-fn open_dataset(
+pub(super) fn open_dataset(
     task: Task,
     data: &DataArgs,
     classes: Option<Vec<String>>,
 ) -> anyhow::Result<Dataset> {
+    if data.data.is_empty() {
+        bail!("give the dataset with --data");
+    }
     let mut ds = Dataset::open(task, &source(data, classes))?;
     if let Some(bits) = data.dedupe {
         let (dups, conflicts) = ds.dedupe(bits);
@@ -160,7 +163,7 @@ fn open_dataset(
     Ok(ds)
 }
 
-fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
+pub(super) fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
     if data.test_fraction <= 0.0 {
         return (0..ds.items.len()).collect();
     }
@@ -168,7 +171,7 @@ fn select(ds: &Dataset, data: &DataArgs, held_out: bool) -> Vec<usize> {
     if held_out { held } else { kept }
 }
 
-fn backbone_for(
+pub(super) fn backbone_for(
     model: &ModelDir,
     size: InputSize,
     blocks: &[usize],
@@ -187,7 +190,7 @@ fn backbone_for(
 }
 
 /// Features of the selected items; bad files stop the run unless --skip-bad, and are named.
-fn extract(
+pub(super) fn extract(
     backbone: &Backbone,
     model: &ModelDir,
     input: &HeadInput,
@@ -250,7 +253,7 @@ fn target(ds: &Dataset, i: usize) -> anyhow::Result<(&Path, &Target)> {
 
 /// The single class of each item, in order: an item without one stops the run, naming it,
 /// rather than being left out (which would pair the next item's features with its label).
-fn classes_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<usize>> {
+pub(super) fn classes_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<usize>> {
     idx.iter()
         .map(|&i| match target(ds, i)? {
             (_, Target::Class(c)) => Ok(*c),
@@ -260,7 +263,7 @@ fn classes_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<usize>> {
 }
 
 /// The label set of each item, in order (multi-label); an item without one stops the run.
-fn label_sets_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<Vec<bool>>> {
+pub(super) fn label_sets_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<Vec<bool>>> {
     idx.iter()
         .map(|&i| match target(ds, i)? {
             (_, Target::Labels(l)) => Ok(l.clone()),
@@ -270,7 +273,7 @@ fn label_sets_of(ds: &Dataset, idx: &[usize]) -> anyhow::Result<Vec<Vec<bool>>> 
 }
 
 /// Item `i`'s mask file: a segmentation item without one stops the run, naming it.
-fn mask_of(ds: &Dataset, i: usize) -> anyhow::Result<&Path> {
+pub(super) fn mask_of(ds: &Dataset, i: usize) -> anyhow::Result<&Path> {
     match target(ds, i)? {
         (_, Target::Mask(m)) => Ok(m),
         (path, _) => bail!("{}: no mask", path.display()),
@@ -278,33 +281,58 @@ fn mask_of(ds: &Dataset, i: usize) -> anyhow::Result<&Path> {
 }
 
 /// Peak resident memory of this process, from /proc (Linux), in MiB.
-fn peak_rss_mib() -> Option<f64> {
+pub(super) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
-fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
-    let model = ModelDir::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    let class_weight = match args.class_weight.as_str() {
+/// What to fit a head with (the options `probe fit` and `sweep` share).
+pub(super) struct HeadOptions {
+    pub task: Task,
+    pub size: InputSize,
+    pub blocks: Vec<usize>,
+    pub seed: u64,
+    pub class_weight: String,
+    pub max_patches: usize,
+}
+
+/// A fitted head, how it was chosen, and what it was fitted on.
+pub(super) struct FittedHead {
+    pub head: HeadFiles,
+    pub outcome: dinoedge::probe::fit::FitOutcome,
+    pub images: usize,
+    pub samples: usize,
+    pub per_image_ms: f64,
+    pub fit_s: f64,
+}
+
+/// Extracts features of the items `idx` and fits a head on them, the regularisation chosen on
+/// a validation split by group; the head is not yet saved (`output` is where it will be).
+pub(super) fn fit_head(
+    model: &ModelDir,
+    backbone: &Backbone,
+    ds: &Dataset,
+    idx: &[usize],
+    data: &DataArgs,
+    o: &HeadOptions,
+    output: &Path,
+) -> anyhow::Result<FittedHead> {
+    let class_weight = match o.class_weight.as_str() {
         "balanced" => ClassWeight::Balanced,
         "none" => ClassWeight::None,
         other => bail!("--class-weight {other:?}: expected balanced or none"),
     };
-    let ds = open_dataset(args.task, &args.data, args.classes.clone())?;
-    let idx = select(&ds, &args.data, false);
-    let input = match args.task {
+    let input = match o.task {
         Task::Classify => HeadInput::ClsMeanPatch,
         Task::Segment => HeadInput::Patch {
-            blocks: args.blocks.clone(),
+            blocks: o.blocks.clone(),
         },
     };
-    let backbone = backbone_for(&model, args.size, &args.blocks, &args.data.engine)?;
-    let (ok_idx, feats, per_image_ms) = extract(&backbone, &model, &input, &ds, &idx, &args.data)?;
+    let (ok_idx, feats, per_image_ms) = extract(backbone, model, &input, ds, idx, data)?;
     let options = FitOptions {
-        seed: args.seed,
+        seed: o.seed,
         class_weight,
         ..Default::default()
     };
@@ -313,14 +341,14 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|&i| ds.items.get(i).map(|it| it.group.clone()))
         .collect();
     let fit_start = Instant::now();
-    let (outcome, samples) = match args.task {
+    let (outcome, samples) = match o.task {
         Task::Classify => {
             let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
             let x = concatenate(Axis(0), &views).context("stacking features")?;
             let labels = if ds.multi_label {
-                Labels::Multi(label_sets_of(&ds, &ok_idx)?)
+                Labels::Multi(label_sets_of(ds, &ok_idx)?)
             } else {
-                Labels::Single(classes_of(&ds, &ok_idx)?)
+                Labels::Single(classes_of(ds, &ok_idx)?)
             };
             (
                 fit_with_sweep(x.view(), &labels, &groups, ds.classes.len(), &options)?,
@@ -329,29 +357,28 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         }
         Task::Segment => {
             let (hp, wp) = (
-                args.size.height / model.config.patch_size,
-                args.size.width / model.config.patch_size,
+                o.size.height / model.config.patch_size,
+                o.size.width / model.config.patch_size,
             );
             let mut per_image = Vec::with_capacity(feats.len());
             for ((&i, f), g) in ok_idx.iter().zip(feats).zip(&groups) {
-                let item = &ds.items[i];
-                let mask_path = mask_of(&ds, i)?;
+                let (item_path, _) = target(ds, i)?;
+                let mask_path = mask_of(ds, i)?;
                 let mask = load_mask(mask_path, ds.classes.len())?;
-                let (iw, ih) = image::image_dimensions(&item.path)
-                    .with_context(|| format!("reading {}", item.path.display()))?;
+                let (iw, ih) = image::image_dimensions(item_path)
+                    .with_context(|| format!("reading {}", item_path.display()))?;
                 if (mask.width, mask.height) != (iw as usize, ih as usize) {
                     bail!(
                         "{}: mask is {}x{}, its image {} is {iw}x{ih}",
                         mask_path.display(),
                         mask.width,
                         mask.height,
-                        item.path.display()
+                        item_path.display()
                     );
                 }
                 per_image.push((f, patch_labels(&mask, hp, wp, ds.classes.len()), g.clone()));
             }
-            let (x, labels, groups) =
-                stack_patches(&per_image, ds.classes.len(), args.max_patches)?;
+            let (x, labels, groups) = stack_patches(&per_image, ds.classes.len(), o.max_patches)?;
             (
                 fit_with_sweep(
                     x.view(),
@@ -366,16 +393,16 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     };
     let fit_s = fit_start.elapsed().as_secs_f64();
     let head = HeadFiles {
-        path: args.output.clone(),
+        path: output.to_path_buf(),
         spec: HeadSpec {
             format: FORMAT.into(),
             version: VERSION,
-            task: args.task,
+            task: o.task,
             multi_label: ds.multi_label,
             classes: ds.classes.clone(),
             input,
-            backbone: BackboneId::of(&model),
-            size: [args.size.height, args.size.width],
+            backbone: BackboneId::of(model),
+            size: [o.size.height, o.size.width],
             fit: serde_json::json!({
                 "c": outcome.c,
                 "sweep": outcome.sweep,
@@ -383,18 +410,53 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
                 "images": ok_idx.len(),
                 "samples": samples,
                 "validation_samples": outcome.val_samples,
-                "class_weight": args.class_weight,
-                "seed": args.seed,
-                "test_fraction": args.data.test_fraction,
-                "split_seed": args.data.split_seed,
+                "class_weight": o.class_weight,
+                "seed": o.seed,
+                "test_fraction": data.test_fraction,
+                "split_seed": data.split_seed,
                 "engine": backbone.engine(),
             }),
         },
         weight: outcome.classifier.weight.clone(),
         bias: outcome.classifier.bias.clone(),
     };
-    head.save(&args.output)
+    Ok(FittedHead {
+        head,
+        outcome,
+        images: ok_idx.len(),
+        samples,
+        per_image_ms,
+        fit_s,
+    })
+}
+
+fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
+    let model = ModelDir::load(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let ds = open_dataset(args.task, &args.data, args.classes.clone())?;
+    let idx = select(&ds, &args.data, false);
+    let backbone = backbone_for(&model, args.size, &args.blocks, &args.data.engine)?;
+    let fitted = fit_head(
+        &model,
+        &backbone,
+        &ds,
+        &idx,
+        &args.data,
+        &HeadOptions {
+            task: args.task,
+            size: args.size,
+            blocks: args.blocks.clone(),
+            seed: args.seed,
+            class_weight: args.class_weight.clone(),
+            max_patches: args.max_patches,
+        },
+        &args.output,
+    )?;
+    fitted
+        .head
+        .save(&args.output)
         .with_context(|| format!("writing head {}", args.output.display()))?;
+    let outcome = &fitted.outcome;
     let best = outcome
         .sweep
         .iter()
@@ -407,15 +469,17 @@ fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         args.output.display(),
         args.task,
         ds.classes.len(),
-        ok_idx.len(),
-        samples,
+        fitted.images,
+        fitted.samples,
         outcome.c,
         weights_note(&model.weights_label())
     );
     println!(
-        "  features {per_image_ms:.1} ms/image ({} workers, cache {}), fit {fit_s:.2} s, peak memory {:.0} MiB",
+        "  features {:.1} ms/image ({} workers, cache {}), fit {:.2} s, peak memory {:.0} MiB",
+        fitted.per_image_ms,
         args.data.workers,
         args.data.cache.display(),
+        fitted.fit_s,
         peak_rss_mib().unwrap_or(f64::NAN)
     );
     Ok(ExitCode::SUCCESS)

@@ -158,6 +158,107 @@ pub fn latency_plot(timeline: &[(f64, f64)], title: &str) -> RgbImage {
     img
 }
 
+/// One configuration on a sweep's score-against-latency plot.
+#[derive(Clone, Debug)]
+pub struct SweepPoint {
+    /// `vits16 224x224`.
+    pub label: String,
+    /// Median latency, ms.
+    pub latency_ms: f64,
+    /// Validation score.
+    pub score: f64,
+    /// On the Pareto front.
+    pub on_front: bool,
+    /// The configuration chosen.
+    pub chosen: bool,
+}
+
+/// A sweep's plot: validation score against median latency, each configuration labelled, the
+/// Pareto front joined by a line, the chosen configuration ringed.
+pub fn sweep_plot(points: &[SweepPoint], title: &str, score_name: &str) -> RgbImage {
+    const AREA: Area = Area {
+        x0: 90,
+        y0: 60,
+        x1: 1100,
+        y1: 430,
+    };
+    let mut img = RgbImage::from_pixel(WIDTH, HEIGHT, WHITE);
+    let points: Vec<&SweepPoint> = points
+        .iter()
+        .filter(|p| p.latency_ms.is_finite() && p.score.is_finite())
+        .collect();
+    let title_x = ((i64::from(WIDTH) - text_width(title)) / 2).max(4);
+    draw_text(&mut img, title_x, 10, title, BLACK);
+    let (l_min, l_max) = min_max(points.iter().map(|p| p.latency_ms));
+    let (s_min, s_max) = min_max(points.iter().map(|p| p.score));
+    let latency = Axis::new(l_min, l_max, true, false, 8.0);
+    let score = Axis::new(s_min, s_max, false, false, 6.0);
+    draw_y_grid(&mut img, AREA, &score);
+    // The front, in order of latency, as a stepped line: what a faster budget can reach.
+    let mut front: Vec<&&SweepPoint> = points.iter().filter(|p| p.on_front).collect();
+    front.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    for pair in front.windows(2) {
+        if let [a, b] = pair {
+            let (ax, ay) = (
+                to_px_x(AREA, &latency, a.latency_ms),
+                to_px_y(AREA, &score, a.score),
+            );
+            let (bx, by) = (
+                to_px_x(AREA, &latency, b.latency_ms),
+                to_px_y(AREA, &score, b.score),
+            );
+            fill_rect(&mut img, ax, ay.min(by), 2, (ay - by).abs() + 1, GREEN);
+            fill_rect(&mut img, ax, by, bx - ax + 1, 2, GREEN);
+        }
+    }
+    for p in &points {
+        let x = to_px_x(AREA, &latency, p.latency_ms);
+        let y = to_px_y(AREA, &score, p.score);
+        if p.chosen {
+            fill_rect(&mut img, x - 8, y - 8, 17, 17, RED);
+            fill_rect(&mut img, x - 6, y - 6, 13, 13, WHITE);
+        }
+        let color = if p.on_front { GREEN } else { BLUE };
+        fill_rect(&mut img, x - 4, y - 4, 9, 9, color);
+        draw_text(&mut img, x + 10, y - GLYPH_HEIGHT - 2, &p.label, BLACK);
+    }
+    draw_axes(&mut img, AREA, &latency, &score);
+    draw_text(
+        &mut img,
+        AREA.x0 - 60,
+        AREA.y0 - 24,
+        &format!("validation {score_name}"),
+        BLACK,
+    );
+    let x_label = "median latency (ms)";
+    draw_text(
+        &mut img,
+        (AREA.x0 + AREA.x1 - text_width(x_label)) / 2,
+        AREA.y1 + 34,
+        x_label,
+        BLACK,
+    );
+    let legend = "green: Pareto front   red ring: chosen";
+    draw_text(
+        &mut img,
+        AREA.x1 - text_width(legend),
+        AREA.y0 - 24,
+        legend,
+        GREY_TEXT,
+    );
+    if points.is_empty() {
+        let msg = "no configurations";
+        draw_text(
+            &mut img,
+            (AREA.x0 + AREA.x1 - text_width(msg)) / 2,
+            (AREA.y0 + AREA.y1) / 2,
+            msg,
+            GREY_TEXT,
+        );
+    }
+    img
+}
+
 /// A linear axis rounded out to nice ticks (1, 2 or 5 × 10^k).
 #[derive(Clone, Copy, Debug)]
 struct Axis {

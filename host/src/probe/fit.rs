@@ -98,7 +98,13 @@ fn fit_once(
 
 fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> Result<f64, FitError> {
     let p = model.predict_proba(x)?;
-    Ok(match labels {
+    Ok(score_of_proba(p.view(), labels))
+}
+
+/// The validation score of predicted probabilities (rows: samples): balanced accuracy for
+/// single labels, the mean one-vs-rest ROC AUC for label sets.
+pub fn score_of_proba(p: ArrayView2<f32>, labels: &Labels) -> f64 {
+    match labels {
         Labels::Single(y) => balanced_accuracy(p.view(), y),
         Labels::Multi(y) => {
             let aucs: Vec<f64> = (0..p.ncols())
@@ -112,7 +118,7 @@ fn score(model: &LinearClassifier, x: ArrayView2<f32>, labels: &Labels) -> Resul
                 .collect();
             aucs.iter().sum::<f64>() / aucs.len().max(1) as f64
         }
-    })
+    }
 }
 
 /// Whether the group goes to validation: a hash of seed and group, as the dataset split does

@@ -11,3 +11,4 @@ pub mod lbfgs;
 pub mod logreg;
 pub mod masks;
 pub mod metrics;
+pub mod sweep;
