@@ -31,15 +31,6 @@ fn dinoedge(shim: &Path, cache: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn le(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -74,8 +65,10 @@ fn prepare(dir: &Path, model: &ModelDir, images: &Path, extra: &str) -> Vec<f32>
         let pixels = ndarray::Array4::from_shape_vec((1, 3, SIZE, SIZE), f.pixels.clone()).unwrap();
         let out = cpu.run(pixels.view()).unwrap();
         tokens = out.last_hidden_state.shape()[1];
-        table.extend(fnv1a(&le(&f.pixels)).to_le_bytes());
-        table.extend(le(out.last_hidden_state.as_slice().unwrap()));
+        table.extend(dinoedge_tensorrt::fake_table_record(
+            &le(&f.pixels),
+            &le(out.last_hidden_state.as_slice().unwrap()),
+        ));
     }
     std::fs::write(dir.join("table.bin"), table).unwrap();
     std::fs::write(

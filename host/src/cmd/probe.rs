@@ -86,27 +86,48 @@ pub struct FitArgs {
     task: Task,
     #[command(flatten)]
     data: DataArgs,
-    /// Segmentation class names, background first.
-    #[arg(long, value_delimiter = ',')]
-    classes: Option<Vec<String>>,
     /// Input size HxW.
     #[arg(long, default_value = "224x224")]
     size: InputSize,
-    /// Segmentation: also read these intermediate blocks (normed), e.g. 2,5,8,11.
-    #[arg(long, value_delimiter = ',')]
-    blocks: Vec<usize>,
-    /// Seed of the validation split used to choose the regularisation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Weight classes equally (balanced) or samples equally (none).
-    #[arg(long, default_value = "balanced")]
-    class_weight: String,
-    /// Segmentation: most patches used for fitting (rare classes kept whole).
-    #[arg(long, default_value_t = 200_000)]
-    max_patches: usize,
+    #[command(flatten)]
+    fit: FitFlags,
     /// Head folder to write.
     #[arg(short, long)]
     output: PathBuf,
+}
+
+/// How a head is fitted, shared by `probe fit` and `sweep`.
+#[derive(Debug, Args, Clone)]
+pub struct FitFlags {
+    /// Segmentation class names, background first.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) classes: Option<Vec<String>>,
+    /// Segmentation: also read these intermediate blocks (normed), e.g. 2,5,8,11.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) blocks: Vec<usize>,
+    /// Seed of the validation split used to choose the regularisation.
+    #[arg(long, default_value_t = 0)]
+    pub(super) seed: u64,
+    /// Weight classes equally (balanced) or samples equally (none).
+    #[arg(long, default_value = "balanced")]
+    pub(super) class_weight: String,
+    /// Segmentation: most patches used for fitting (rare classes kept whole).
+    #[arg(long, default_value_t = 200_000)]
+    pub(super) max_patches: usize,
+}
+
+impl FitFlags {
+    /// The options for fitting a `task` head at `size`.
+    pub(super) fn head_options(&self, task: Task, size: InputSize) -> HeadOptions {
+        HeadOptions {
+            task,
+            size,
+            blocks: self.blocks.clone(),
+            seed: self.seed,
+            class_weight: self.class_weight.clone(),
+            max_patches: self.max_patches,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -433,23 +454,16 @@ pub(super) fn fit_head(
 fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     let model = ModelDir::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
-    let ds = open_dataset(args.task, &args.data, args.classes.clone())?;
+    let ds = open_dataset(args.task, &args.data, args.fit.classes.clone())?;
     let idx = select(&ds, &args.data, false);
-    let backbone = backbone_for(&model, args.size, &args.blocks, &args.data.engine)?;
+    let backbone = backbone_for(&model, args.size, &args.fit.blocks, &args.data.engine)?;
     let fitted = fit_head(
         &model,
         &backbone,
         &ds,
         &idx,
         &args.data,
-        &HeadOptions {
-            task: args.task,
-            size: args.size,
-            blocks: args.blocks.clone(),
-            seed: args.seed,
-            class_weight: args.class_weight.clone(),
-            max_patches: args.max_patches,
-        },
+        &args.fit.head_options(args.task, args.size),
         &args.output,
     )?;
     fitted

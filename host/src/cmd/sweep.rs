@@ -21,7 +21,7 @@ use ndarray::{Axis, concatenate};
 
 use super::model::weights_note;
 use super::probe::{
-    DataArgs, HeadOptions, backbone_for, classes_of, extract, fit_head, label_sets_of, mask_of,
+    DataArgs, FitFlags, backbone_for, classes_of, extract, fit_head, label_sets_of, mask_of,
     open_dataset, select,
 };
 
@@ -38,21 +38,8 @@ pub struct SweepArgs {
     /// Input sizes, comma-separated: 224 (square) or HxW.
     #[arg(long, value_delimiter = ',', default_value = "224")]
     sizes: Vec<String>,
-    /// Segmentation class names, background first.
-    #[arg(long, value_delimiter = ',')]
-    classes: Option<Vec<String>>,
-    /// Segmentation: also read these intermediate blocks (normed).
-    #[arg(long, value_delimiter = ',')]
-    blocks: Vec<usize>,
-    /// Seed of the validation split.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Weight classes equally (balanced) or samples equally (none).
-    #[arg(long, default_value = "balanced")]
-    class_weight: String,
-    /// Segmentation: most patches used for fitting.
-    #[arg(long, default_value_t = 200_000)]
-    max_patches: usize,
+    #[command(flatten)]
+    fit: FitFlags,
     /// The chosen configuration is the fastest whose validation score is at least the best's
     /// minus this.
     #[arg(long, default_value_t = 0.01)]
@@ -97,11 +84,11 @@ fn data_key(args: &SweepArgs) -> String {
         d.test_fraction,
         d.split_seed,
         d.dedupe,
-        args.classes,
-        args.blocks,
-        args.seed,
-        args.class_weight,
-        args.max_patches,
+        args.fit.classes,
+        args.fit.blocks,
+        args.fit.seed,
+        args.fit.class_weight,
+        args.fit.max_patches,
         d.engine.engine,
         d.engine.precision
     )
@@ -186,7 +173,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
         .iter()
         .map(|s| parse_size(s))
         .collect::<anyhow::Result<_>>()?;
-    let ds = open_dataset(args.task, &args.data, args.classes.clone())?;
+    let ds = open_dataset(args.task, &args.data, args.fit.classes.clone())?;
     let kept = select(&ds, &args.data, false);
     let test = select(&ds, &args.data, true);
     if kept.is_empty() || test.is_empty() {
@@ -216,7 +203,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 continue;
             }
             println!("[{n}/{total}] {label}: features and fit ...");
-            let backbone = backbone_for(&model, size, &args.blocks, &args.data.engine)?;
+            let backbone = backbone_for(&model, size, &args.fit.blocks, &args.data.engine)?;
             let head_dir = format!(
                 "heads/{}-{}x{}-{}",
                 model.config.arch_name(),
@@ -230,14 +217,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 &ds,
                 &kept,
                 &args.data,
-                &HeadOptions {
-                    task: args.task,
-                    size,
-                    blocks: args.blocks.clone(),
-                    seed: args.seed,
-                    class_weight: args.class_weight.clone(),
-                    max_patches: args.max_patches,
-                },
+                &args.fit.head_options(args.task, size),
                 &args.out.join(&head_dir),
             )?;
             fitted
@@ -438,7 +418,7 @@ fn measure_latency_again(
         }
         let size = InputSize::new(r.size[0], r.size[1]);
         let blocks = if args.task == Task::Segment {
-            args.blocks.clone()
+            args.fit.blocks.clone()
         } else {
             Vec::new()
         };

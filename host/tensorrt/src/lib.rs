@@ -390,3 +390,16 @@ pub fn build_fake_shim(dir: &Path, defines: &[&str]) -> Result<PathBuf, String> 
     }
     Ok(out)
 }
+
+/// One record of the fake shim's output table (`table=` in its control file): the FNV-1a-64
+/// hash of an input's bytes, then the bytes of every output the fake returns for it.
+pub fn fake_table_record(input: &[u8], outputs: &[u8]) -> Vec<u8> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in input {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut record = h.to_le_bytes().to_vec();
+    record.extend_from_slice(outputs);
+    record
+}

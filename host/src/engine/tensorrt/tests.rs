@@ -37,15 +37,6 @@ fn frames(n: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn le_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
     values.into_iter().flat_map(f32::to_le_bytes).collect()
 }
@@ -73,8 +64,10 @@ fn graph_with_control(dir: &Path, model: &ModelDir, frames: &[Vec<f32>], extra: 
         let pixels = ndarray::Array4::from_shape_vec((1, 3, SIZE, SIZE), f.clone()).unwrap();
         let out = cpu.run(pixels.view()).unwrap();
         tokens = out.last_hidden_state.shape()[1];
-        table.extend(fnv1a(&le_bytes(f.iter().copied())).to_le_bytes());
-        table.extend(le_bytes(out.last_hidden_state.iter().copied()));
+        table.extend(dinoedge_tensorrt::fake_table_record(
+            &le_bytes(f.iter().copied()),
+            &le_bytes(out.last_hidden_state.iter().copied()),
+        ));
     }
     std::fs::write(dir.join("table.bin"), table).unwrap();
     let control = format!(
