@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{fixture_model, grey, s};
-use dinoedge::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions, npy};
-use dinoedge::engine::EngineRequest;
+use dinoedge::backbone::{InputSize, ModelDir, npy};
 use dinoedge::preprocess::PreprocessConfig;
 
 const SIZE: usize = 32;
@@ -31,55 +30,40 @@ fn dinoedge(shim: &Path, cache: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn le(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 /// Writes the graph and the fake's control file, whose table holds the CPU's outputs for the
 /// frames `engine build` will gate with (the images, preprocessed as it does). Returns the
 /// first frame's pixels.
 fn prepare(dir: &Path, model: &ModelDir, images: &Path, extra: &str) -> Vec<f32> {
     let size = InputSize::new(SIZE, SIZE);
-    model
-        .write_onnx(size, &Default::default(), &dir.join("graph.onnx"), false)
-        .unwrap();
-    let frames = dinoedge::quantize::frames::gather(
+    let frames: Vec<Vec<f32>> = dinoedge::quantize::frames::gather(
         &[images.to_path_buf()],
         &PreprocessConfig::new(size),
         16,
     )
     .unwrap()
-    .frames;
-    let cpu = Backbone::load(
-        model,
-        size,
-        &RuntimeOptions {
-            engine: EngineRequest::Cpu,
-            ..RuntimeOptions::default()
-        },
-    )
-    .unwrap();
-    let mut table = Vec::new();
-    let mut tokens = 0;
-    for f in &frames {
-        let pixels = ndarray::Array4::from_shape_vec((1, 3, SIZE, SIZE), f.pixels.clone()).unwrap();
-        let out = cpu.run(pixels.view()).unwrap();
-        tokens = out.last_hidden_state.shape()[1];
-        table.extend(dinoedge_tensorrt::fake_table_record(
-            &le(&f.pixels),
-            &le(out.last_hidden_state.as_slice().unwrap()),
-        ));
-    }
-    std::fs::write(dir.join("table.bin"), table).unwrap();
-    std::fs::write(
-        dir.join("graph.onnx.fake"),
-        format!(
-            "input=pixel_values:f32:-1x3x{SIZE}x{SIZE}\noutput=last_hidden_state:f32:-1x{tokens}x{}\ntable=table.bin\n{extra}",
-            model.config.hidden_size
-        ),
-    )
-    .unwrap();
-    frames[0].pixels.clone()
+    .frames
+    .into_iter()
+    .map(|f| f.pixels)
+    .collect();
+    dinoedge::engine::tensorrt::fake::write_graph_for_fake(dir, model, size, &frames, extra)
+        .unwrap();
+    frames[0].clone()
+}
+
+/// `dinoedge features --model MODEL --input INPUT --output OUTPUT EXTRA...`.
+fn features(
+    shim: &Path,
+    cache: &Path,
+    model: &str,
+    input: &Path,
+    output: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["features", "--model", model, "--output", output];
+    let input = s(input);
+    args.extend(["--input", &input]);
+    args.extend(extra);
+    dinoedge(shim, cache, &args)
 }
 
 #[test]
@@ -143,37 +127,23 @@ fn a_gated_engine_is_built_listed_and_taken_by_auto_and_a_refused_one_is_passed_
     .unwrap();
     for engine in ["auto", "tensorrt"] {
         let output = d.join(format!("y_{engine}.npy"));
-        let (code, out, err) = dinoedge(
+        let (code, out, err) = features(
             &shim,
             &cache,
-            &[
-                "features",
-                "--model",
-                &model_dir,
-                "--input",
-                &s(&input),
-                "--output",
-                &s(&output),
-                "--engine",
-                engine,
-            ],
+            &model_dir,
+            &input,
+            &s(&output),
+            &["--engine", engine],
         );
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(out.contains("on tensorrt fp32"), "{engine}: {out}");
-        let (code, _, err) = dinoedge(
+        let (code, _, err) = features(
             &shim,
             &cache,
-            &[
-                "features",
-                "--model",
-                &model_dir,
-                "--input",
-                &s(&input),
-                "--output",
-                &s(&d.join("y_cpu.npy")),
-                "--engine",
-                "cpu",
-            ],
+            &model_dir,
+            &input,
+            &s(&d.join("y_cpu.npy")),
+            &["--engine", "cpu"],
         );
         assert_eq!(code, 0, "{err}");
         assert_eq!(
@@ -193,39 +163,20 @@ fn a_gated_engine_is_built_listed_and_taken_by_auto_and_a_refused_one_is_passed_
         out.contains("gate: refused") && out.contains("< threshold"),
         "{out}"
     );
-    let (code, out, err) = dinoedge(
-        &shim,
-        &cache,
-        &[
-            "features",
-            "--model",
-            &model_dir,
-            "--input",
-            &s(&input),
-            "--output",
-            &s(&d.join("y.npy")),
-        ],
-    );
+    let (code, out, err) = features(&shim, &cache, &model_dir, &input, &s(&d.join("y.npy")), &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("on cpu fp32"), "{out}");
     assert!(
         err.contains("tensorrt not taken") && err.contains("the gate refused"),
         "{err}"
     );
-    let (code, _, err) = dinoedge(
+    let (code, _, err) = features(
         &shim,
         &cache,
-        &[
-            "features",
-            "--model",
-            &model_dir,
-            "--input",
-            &s(&input),
-            "--output",
-            &s(&d.join("y.npy")),
-            "--engine",
-            "tensorrt",
-        ],
+        &model_dir,
+        &input,
+        &s(&d.join("y.npy")),
+        &["--engine", "tensorrt"],
     );
     assert_eq!(code, 2);
     assert!(err.contains("the gate refused"), "{err}");
@@ -266,20 +217,13 @@ fn without_tensorrt_every_command_says_so_and_auto_runs_on() {
 
     let input = d.join("x.npy");
     npy::write(&input, &ndarray::Array4::<f32>::zeros((1, 3, SIZE, SIZE))).unwrap();
-    let (code, _, err) = dinoedge(
+    let (code, _, err) = features(
         &missing,
         &cache,
-        &[
-            "features",
-            "--model",
-            &model_dir,
-            "--input",
-            &s(&input),
-            "--output",
-            &s(&d.join("y.npy")),
-            "--engine",
-            "tensorrt",
-        ],
+        &model_dir,
+        &input,
+        &s(&d.join("y.npy")),
+        &["--engine", "tensorrt"],
     );
     assert_eq!(code, 2);
     assert!(
@@ -287,20 +231,13 @@ fn without_tensorrt_every_command_says_so_and_auto_runs_on() {
             && err.contains("TensorRT is not available"),
         "{err}"
     );
-    let (code, out, err) = dinoedge(
+    let (code, out, err) = features(
         &missing,
         &cache,
-        &[
-            "features",
-            "--model",
-            &model_dir,
-            "--input",
-            &s(&input),
-            "--output",
-            &s(&d.join("y.npy")),
-            "--precision",
-            "int8",
-        ],
+        &model_dir,
+        &input,
+        &s(&d.join("y.npy")),
+        &["--precision", "int8"],
     );
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("int8 runs only on a TensorRT engine"), "{err}");

@@ -9,6 +9,7 @@
 //! saying why, when there is none.
 
 pub mod cache;
+pub mod fake;
 pub mod gate;
 mod provision;
 mod runnable;

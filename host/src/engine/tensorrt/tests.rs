@@ -10,7 +10,6 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::Runnable;
 
 use super::*;
-use crate::backbone::graph::GraphOptions;
 use crate::backbone::numerics::GraphPrecision;
 use crate::backbone::{Backbone, InputSize, ModelDir, RuntimeOptions};
 use crate::engine::EngineRequest;
@@ -37,45 +36,10 @@ fn frames(n: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn le_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
-    values.into_iter().flat_map(f32::to_le_bytes).collect()
-}
-
 /// A graph file for `model` with its fake's control file: the outputs the CPU computes for
 /// `frames` (batch 1), plus `extra` control lines.
 fn graph_with_control(dir: &Path, model: &ModelDir, frames: &[Vec<f32>], extra: &str) -> PathBuf {
-    let size = InputSize::new(SIZE, SIZE);
-    let graph = dir.join("graph.onnx");
-    model
-        .write_onnx(size, &GraphOptions::default(), &graph, false)
-        .unwrap();
-    let cpu = Backbone::load(
-        model,
-        size,
-        &RuntimeOptions {
-            engine: EngineRequest::Cpu,
-            ..RuntimeOptions::default()
-        },
-    )
-    .unwrap();
-    let mut table = Vec::new();
-    let mut tokens = 0;
-    for f in frames {
-        let pixels = ndarray::Array4::from_shape_vec((1, 3, SIZE, SIZE), f.clone()).unwrap();
-        let out = cpu.run(pixels.view()).unwrap();
-        tokens = out.last_hidden_state.shape()[1];
-        table.extend(dinoedge_tensorrt::fake_table_record(
-            &le_bytes(f.iter().copied()),
-            &le_bytes(out.last_hidden_state.iter().copied()),
-        ));
-    }
-    std::fs::write(dir.join("table.bin"), table).unwrap();
-    let control = format!(
-        "input=pixel_values:f32:-1x3x{SIZE}x{SIZE}\noutput=last_hidden_state:f32:-1x{tokens}x{}\ntable=table.bin\n{extra}",
-        model.config.hidden_size
-    );
-    std::fs::write(dir.join("graph.onnx.fake"), control).unwrap();
-    graph
+    fake::write_graph_for_fake(dir, model, InputSize::new(SIZE, SIZE), frames, extra).unwrap()
 }
 
 fn request<'a>(model: &'a ModelDir, graph: &'a Path, frames: &'a [Vec<f32>]) -> BuildRequest<'a> {
