@@ -19,7 +19,6 @@ use dinoedge::probe::masks::load_mask;
 use dinoedge::probe::sweep::{ConfigResult, SweepFile, TestScore, bootstrap_ci};
 use ndarray::{Axis, concatenate};
 
-use super::model::weights_note;
 use super::probe::{
     DataArgs, FitFlags, backbone_for, classes_of, extract, fit_head, label_sets_of, mask_of,
     open_dataset, select,
@@ -140,6 +139,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The engine, precision and device latency is measured on (`cpu fp32 on cpu: ... (1 thread)`).
+fn latency_device(backbone: &Backbone) -> String {
+    let e = backbone.engine();
+    format!("{} {} on {}", e.engine, e.precision, e.device)
+}
+
 /// Median and 99th percentile ms of single-frame runs, after warm-up.
 fn time_backbone(backbone: &Backbone, runs: usize) -> anyhow::Result<(f64, f64)> {
     let size = backbone.size();
@@ -245,7 +250,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 images: fitted.images,
                 latency_median_ms: median,
                 latency_p99_ms: p99,
-                latency_device: backbone.engine().summary(),
+                latency_device: latency_device(&backbone),
                 head: Some(head_dir),
                 test: None,
             });
@@ -433,7 +438,7 @@ fn measure_latency_again(
         if let Some(slot) = file.results.get_mut(n) {
             slot.latency_median_ms = median;
             slot.latency_p99_ms = p99;
-            slot.latency_device = backbone.engine().summary();
+            slot.latency_device = latency_device(&backbone);
         }
         file.update(args.tolerance);
         file.write(path).map_err(anyhow::Error::msg)?;
@@ -490,7 +495,9 @@ fn report(args: &SweepArgs, file: &SweepFile) -> anyhow::Result<()> {
     }
     let random = weights.contains(&"random weights");
     if random {
-        println!("{}", weights_note("random weights").trim());
+        println!(
+            "Random weights: these scores say nothing about a pretrained model; they only show the sweep working."
+        );
     }
     println!("{}", file.note);
     let score_name = file

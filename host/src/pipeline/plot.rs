@@ -191,8 +191,10 @@ pub fn sweep_plot(points: &[SweepPoint], title: &str, score_name: &str) -> RgbIm
     draw_text(&mut img, title_x, 10, title, BLACK);
     let (l_min, l_max) = min_max(points.iter().map(|p| p.latency_ms));
     let (s_min, s_max) = min_max(points.iter().map(|p| p.score));
-    let latency = Axis::new(l_min, l_max, true, false, 8.0);
-    let score = Axis::new(s_min, s_max, false, false, 6.0);
+    // Room around the points: for the labels on the right, the ring at the top.
+    let s_pad = ((s_max - s_min) * 0.08).max(1e-3);
+    let latency = Axis::new(l_min, l_max * 1.15, true, false, 8.0);
+    let score = Axis::new(s_min - s_pad, s_max + s_pad, false, false, 6.0);
     draw_y_grid(&mut img, AREA, &score);
     // The front, in order of latency, as a stepped line: what a faster budget can reach.
     let mut front: Vec<&&SweepPoint> = points.iter().filter(|p| p.on_front).collect();
@@ -220,7 +222,13 @@ pub fn sweep_plot(points: &[SweepPoint], title: &str, score_name: &str) -> RgbIm
         }
         let color = if p.on_front { GREEN } else { BLUE };
         fill_rect(&mut img, x - 4, y - 4, 9, 9, color);
-        draw_text(&mut img, x + 10, y - GLYPH_HEIGHT - 2, &p.label, BLACK);
+        // Labels that would run off the plot go to the left of their point.
+        let lx = if x + 10 + text_width(&p.label) > AREA.x1 {
+            x - 10 - text_width(&p.label)
+        } else {
+            x + 10
+        };
+        draw_text(&mut img, lx, y - GLYPH_HEIGHT - 2, &p.label, BLACK);
     }
     draw_axes(&mut img, AREA, &latency, &score);
     draw_text(
