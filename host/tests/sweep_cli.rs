@@ -140,6 +140,18 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
         before
     );
 
+    // A wider tolerance chooses again, on validation alone: the fastest configuration, whose
+    // test score is then measured too.
+    let (code, stdout, stderr) = run(&args(&["--tolerance", "0.99"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let wide = read_json(&out.join("sweep.json"));
+    let fastest = (0..4)
+        .min_by(|&a, &b| latency(a).total_cmp(&latency(b)))
+        .unwrap();
+    assert_eq!(wide["choice"]["chosen"].as_u64().unwrap() as usize, fastest);
+    assert!(!wide["results"][fastest]["test"].is_null());
+    assert_eq!(wide["choice"]["best"].as_u64().unwrap() as usize, best);
+
     // Other options are another sweep: refused, not mixed in.
     let (code, _, stderr) = run(&args(&["--seed", "3"]));
     assert_eq!(code, 2);

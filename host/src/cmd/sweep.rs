@@ -260,6 +260,9 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
         }
         loaded.push((model_arg.clone(), model));
     }
+    // A resumed sweep may have been given another tolerance: choose again.
+    file.update(args.tolerance);
+    file.write(path).map_err(anyhow::Error::msg)?;
     // The test split, once, for the chosen and the best only.
     let Some(choice) = file.choice.clone() else {
         bail!("no configuration has a validation score");
