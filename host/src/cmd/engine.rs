@@ -325,6 +325,14 @@ fn run_clean(args: CleanArgs) -> anyhow::Result<std::process::ExitCode> {
             !meta.verdict.passed || env.as_ref().is_some_and(|e| meta.foreign_to(e).is_some())
         }
     })?;
+    // A build takes minutes: leftovers a day old are from builds that were killed.
+    let stale = cache.remove_stale_scratch(std::time::Duration::from_secs(24 * 3600))?;
+    if !stale.is_empty() {
+        println!(
+            "removed {} leftover(s) of interrupted builds (a day old or more)",
+            stale.len()
+        );
+    }
     println!(
         "removed {} engine(s) from {}{}",
         removed.len(),

@@ -420,6 +420,59 @@ impl EngineCache {
     }
 }
 
+impl EngineCache {
+    /// Removes what interrupted builds left behind (`.graph-*` folders, `.partial-*` files)
+    /// untouched for longer than `older_than`: a build takes minutes, so an old one is dead,
+    /// while a build still running is left alone. Returns what was removed.
+    pub fn remove_stale_scratch(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<PathBuf>, TensorrtError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(TensorrtError::Cache {
+                    path: self.dir.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if !(name.starts_with(".graph-") || name.starts_with(".partial-")) {
+                continue;
+            }
+            let path = entry.path();
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok());
+            if age.is_none_or(|a| a < older_than) {
+                continue;
+            }
+            let done = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            done.map_err(|e| TensorrtError::Cache {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            removed.push(path);
+        }
+        removed.sort();
+        Ok(removed)
+    }
+}
+
 fn read_meta(path: &Path) -> Result<EngineMeta, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let meta: EngineMeta =
@@ -586,6 +639,28 @@ mod tests {
             key("ab", "cw", &settings(), "fp16", &env()),
             key("abc", "w", &settings(), "fp16", &env())
         );
+    }
+
+    #[test]
+    fn only_old_leftovers_of_interrupted_builds_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EngineCache::new(dir.path());
+        std::fs::create_dir_all(dir.path().join(".graph-abc")).unwrap();
+        std::fs::write(dir.path().join(".graph-abc/graph.onnx"), b"x").unwrap();
+        std::fs::write(dir.path().join(".partial-1"), b"x").unwrap();
+        std::fs::write(dir.path().join("0123456789abcdef0123.json"), b"{}").unwrap();
+        // Fresh leftovers may belong to a build in progress.
+        assert!(
+            cache
+                .remove_stale_scratch(std::time::Duration::from_secs(3600))
+                .unwrap()
+                .is_empty()
+        );
+        let removed = cache
+            .remove_stale_scratch(std::time::Duration::ZERO)
+            .unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(dir.path().join("0123456789abcdef0123.json").exists());
     }
 
     #[test]

@@ -140,9 +140,25 @@ pub fn find(
     env: &Environment,
     wanted: &Wanted,
 ) -> Result<EngineMeta, TensorrtError> {
+    find_all(cache, env, wanted)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TensorrtError::NoEngine {
+            what: wanted.describe(),
+            reason: "none found".into(),
+        })
+}
+
+/// Every engine in `cache` for `wanted` that may run in `env`, newest first (so that a newest
+/// one whose file turns out damaged leaves the next to try), or why there is none.
+pub fn find_all(
+    cache: &EngineCache,
+    env: &Environment,
+    wanted: &Wanted,
+) -> Result<Vec<EngineMeta>, TensorrtError> {
     let mut refused = Vec::new();
     let mut foreign = Vec::new();
-    let mut best: Option<EngineMeta> = None;
+    let mut passed: Vec<EngineMeta> = Vec::new();
     for listed in cache.list()? {
         let Listed::Entry(meta) = listed else {
             continue;
@@ -154,15 +170,13 @@ pub fn find(
             foreign.push(why);
         } else if !meta.verdict.passed {
             refused.push(format!("{}: {}", meta.key, meta.verdict.summary));
-        } else if best
-            .as_ref()
-            .is_none_or(|b| meta.created_unix > b.created_unix)
-        {
-            best = Some(*meta);
+        } else {
+            passed.push(*meta);
         }
     }
-    if let Some(meta) = best {
-        return Ok(meta);
+    if !passed.is_empty() {
+        passed.sort_by_key(|m| std::cmp::Reverse(m.created_unix));
+        return Ok(passed);
     }
     let reason = if let Some(r) = refused.first() {
         format!("the gate refused the engine built for it ({r})")
@@ -212,10 +226,39 @@ pub(crate) fn prepare(
     wanted: &Wanted,
 ) -> Result<(Arc<dyn Runnable>, String, String), TensorrtError> {
     let shim = open_shim()?;
-    let env = Environment::current(&shim)?;
-    let cache = EngineCache::new(cache::default_dir());
-    let meta = find(&cache, &env, wanted)?;
-    let (plan, device) = load(&shim, &cache, &env, &meta)?;
+    prepare_from(&shim, &EngineCache::new(cache::default_dir()), wanted)
+}
+
+/// [`prepare`] with a given shim and cache: the newest passing engine that loads.
+pub(crate) fn prepare_from(
+    shim: &Shim,
+    cache: &EngineCache,
+    wanted: &Wanted,
+) -> Result<(Arc<dyn Runnable>, String, String), TensorrtError> {
+    let env = Environment::current(shim)?;
+    let mut failed = Vec::new();
+    let mut taken = None;
+    for meta in find_all(cache, &env, wanted)? {
+        match load(shim, cache, &env, &meta) {
+            Ok(loaded) => {
+                taken = Some((meta, loaded));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("engine: TensorRT engine {} not usable: {e}", meta.key);
+                failed.push(e.to_string());
+            }
+        }
+    }
+    let Some((meta, (plan, device))) = taken else {
+        return Err(TensorrtError::NoEngine {
+            what: wanted.describe(),
+            reason: format!(
+                "every engine built for it failed to load: {}",
+                failed.join("; ")
+            ),
+        });
+    };
     tracing::info!(
         "engine: TensorRT engine {} ({})",
         meta.key,

@@ -490,3 +490,40 @@ fn an_imported_engine_for_another_input_is_refused_and_a_gpu_fault_names_its_cud
     let e = format!("{:#}", state.run(tvec![wrong]).unwrap_err());
     assert!(e.contains("the engine takes"), "{e}");
 }
+
+#[test]
+fn the_runtime_takes_the_newest_engine_that_loads_and_says_when_none_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
+    let model = tiny();
+    let frames = frames(1);
+    let graph = graph_with_control(dir.path(), &model, &frames, "");
+    let cache = EngineCache::new(dir.path().join("cache"));
+    let older = build(&shim, &cache, &request(&model, &graph, &frames), &mut go_on).unwrap();
+    let newer_request = BuildRequest {
+        opt_level: Some(1),
+        ..request(&model, &graph, &frames)
+    };
+    let newer = build(&shim, &cache, &newer_request, &mut go_on).unwrap();
+    assert_ne!(older.meta.key, newer.meta.key);
+    let mut meta = newer.meta.clone();
+    meta.created_unix = older.meta.created_unix + 10;
+    cache.store_meta(&meta).unwrap();
+
+    let (_, _, built_from) = prepare_from(&shim, &cache, &wanted(&model)).unwrap();
+    assert_eq!(built_from, meta.graph_hash);
+    // The newest damaged: the older one runs instead.
+    std::fs::write(&newer.path, b"damaged").unwrap();
+    let (_, device, _) = prepare_from(&shim, &cache, &wanted(&model)).unwrap();
+    assert!(device.ends_with(&older.meta.key), "{device}");
+    // Both damaged: an error naming both failures.
+    std::fs::write(&older.path, b"damaged").unwrap();
+    let e = prepare_from(&shim, &cache, &wanted(&model))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("failed to load") && e.matches("truncated").count() == 2,
+        "{e}"
+    );
+}
