@@ -153,6 +153,35 @@ fn a_gated_engine_is_built_listed_and_taken_by_auto_and_a_refused_one_is_passed_
         );
     }
 
+    // The pipeline on the engine: bench reports the backbone's GPU time from the engine's own
+    // CUDA events (the fake reports 0.25 ms a run) beside the wall-clock stages.
+    let bench_out = d.join("bench");
+    let (code, out, err) = dinoedge(
+        &shim,
+        &cache,
+        &[
+            "bench",
+            "--model",
+            &model_dir,
+            "--size",
+            "32x32",
+            "--engine",
+            "tensorrt",
+            "--max-speed",
+            "--out",
+            &s(&bench_out),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("of which GPU"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bench_out.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["engine"], "tensorrt", "{report}");
+    let gpu = &report["backbone_gpu"];
+    assert_eq!(gpu["p50_ms"].as_f64(), Some(0.25), "{report}");
+    assert_eq!(gpu["count"], report["frames_processed"], "{report}");
+
     // A refused engine: `engine build` exits 1 with the figures, and `auto` falls back saying why.
     let (code, _, _) = dinoedge(&shim, &cache, &["engine", "clean", "--all"]);
     assert_eq!(code, 0);

@@ -313,6 +313,12 @@ impl BackboneState {
         self
     }
 
+    /// The GPU time of this state's last run in milliseconds (CUDA events around it), where the
+    /// engine measures it (TensorRT).
+    pub fn last_gpu_ms(&self) -> Option<f64> {
+        engine::last_gpu_ms(&*self.state)
+    }
+
     /// Runs a batch of normalised pixels `[batch, 3, H, W]`.
     pub fn run(&mut self, pixels: ArrayView4<f32>) -> Result<Features, BackboneError> {
         #[cfg(test)]

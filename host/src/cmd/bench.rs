@@ -388,6 +388,10 @@ fn table(report: &PipelineReport, models: &Models, scores: &Scores) -> String {
         }
     }
     row("total", &report.latency);
+    if let Some(gpu) = &report.backbone_gpu {
+        // Inside `backbone`: the engine's own time on the GPU, by CUDA events.
+        row("  of which GPU", gpu);
+    }
     t.push_str(&format!(
         "\n\nCPU {:.2} cores busy, peak memory {:.0} MiB",
         report.cpu_cores_busy, report.peak_rss_mib

@@ -271,6 +271,12 @@ pub(crate) fn mean_gpu_ms(runnable: &dyn Runnable) -> Option<f64> {
         .and_then(|r| r.0.mean_gpu_ms())
 }
 
+/// The GPU time of a state's last run in milliseconds, where its engine measures it
+/// (TensorRT).
+pub(crate) fn last_gpu_ms(state: &dyn tract_onnx::tract_core::runtime::State) -> Option<f64> {
+    tensorrt::last_gpu_ms(state)
+}
+
 /// A graph prepared by one engine: shared by every worker's state.
 #[derive(Clone)]
 pub(crate) struct Prepared {

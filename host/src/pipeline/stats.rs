@@ -23,6 +23,8 @@ pub struct Stamps {
     pub inference_start_us: u64,
     /// The backbone finished.
     pub inferred_us: u64,
+    /// The engine's own GPU time for the frame's run, from CUDA events (TensorRT), µs.
+    pub gpu_us: Option<u64>,
     /// The heads finished.
     pub heads_done_us: u64,
     /// The result was handed to the link.
@@ -199,6 +201,10 @@ pub struct PipelineReport {
     pub latency_from_capture: bool,
     /// Time per stage.
     pub stages: BTreeMap<String, Percentiles>,
+    /// The backbone's GPU time per frame from CUDA events, part of the `backbone` stage (only
+    /// where the engine measures it: TensorRT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backbone_gpu: Option<Percentiles>,
     /// CPU seconds used per wall second (2.0 = two cores busy).
     pub cpu_cores_busy: f64,
     /// Peak resident memory, MiB.

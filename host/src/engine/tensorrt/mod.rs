@@ -22,7 +22,7 @@ use tract_onnx::tract_core::runtime::Runnable;
 
 pub use cache::{EngineCache, EngineMeta, Environment, Listed, Verdict};
 pub use provision::{BuildOutcome, BuildRequest, build, graph_outputs};
-pub use runnable::{TrtPlan, TrtRunnable};
+pub use runnable::{TrtPlan, TrtRunnable, last_gpu_ms};
 
 /// What went wrong with a TensorRT engine.
 #[derive(Debug, thiserror::Error)]

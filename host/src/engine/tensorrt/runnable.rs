@@ -157,6 +157,7 @@ impl Runnable for TrtRunnable {
         Ok(Box::new(TrtState {
             plan: self.clone(),
             context: Some(context),
+            last_gpu_ms: None,
         }))
     }
 
@@ -191,6 +192,8 @@ impl Runnable for TrtRunnable {
 struct TrtState {
     plan: TrtRunnable,
     context: Option<Context>,
+    /// The last run's GPU time, ms.
+    last_gpu_ms: Option<f32>,
 }
 
 impl Clone for TrtState {
@@ -198,8 +201,17 @@ impl Clone for TrtState {
         TrtState {
             plan: self.plan.clone(),
             context: None,
+            last_gpu_ms: None,
         }
     }
+}
+
+/// The GPU time of `state`'s last run in milliseconds, if it is a TensorRT state that has run.
+pub fn last_gpu_ms(state: &dyn State) -> Option<f64> {
+    state
+        .downcast_ref::<TrtState>()
+        .and_then(|s| s.last_gpu_ms)
+        .map(f64::from)
 }
 
 impl State for TrtState {
@@ -235,6 +247,7 @@ impl State for TrtState {
                 .map_err(|e| format_err!("{e}"))?;
         }
         let gpu_ms = context.run().map_err(|e| format_err!("{e}"))?;
+        self.last_gpu_ms = Some(gpu_ms);
         plan.gpu_micros
             .fetch_add((f64::from(gpu_ms) * 1e3) as u64, Ordering::Relaxed);
         plan.runs.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,12 @@ impl EngineWorker {
                 },
             };
             job.stamps.inferred_us = self.clock.now_us();
+            if !on_fallback {
+                job.stamps.gpu_us = self
+                    .state
+                    .last_gpu_ms()
+                    .map(|ms| (ms * 1000.0).round() as u64);
+            }
             let crop = job.crop;
             let heads = self
                 .models

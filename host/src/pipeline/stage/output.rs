@@ -66,6 +66,7 @@ impl Output<'_> {
     ) -> OutputTotals {
         let mut latency = micros_histogram();
         let mut stage_hists: BTreeMap<&'static str, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+        let mut gpu_hist = micros_histogram();
         let mut report = PipelineReport {
             policy: self.config.policy.to_string(),
             latency_from_capture: true,
@@ -117,6 +118,9 @@ impl Output<'_> {
                                     .or_insert_with(micros_histogram)
                                     .record(v.max(1));
                             }
+                            if let Some(gpu) = s.gpu_us {
+                                let _ = gpu_hist.record(gpu.max(1));
+                            }
                             if report.latency_timeline.len() < TIMELINE_MAX {
                                 report
                                     .latency_timeline
@@ -167,6 +171,7 @@ impl Output<'_> {
             .iter()
             .map(|(k, h)| ((*k).to_owned(), Percentiles::of(h)))
             .collect();
+        report.backbone_gpu = (!gpu_hist.is_empty()).then(|| Percentiles::of(&gpu_hist));
         OutputTotals {
             report,
             elapsed_s,
