@@ -157,6 +157,14 @@ fn missing_misshapen_unknown_and_unmaskable_tensors_are_named_errors() {
         "{e}"
     );
 
+    // A configuration without a value bias cannot drop the checkpoint's (nonzero) one.
+    let mut no_value_bias = cfg.clone();
+    no_value_bias.value_bias = false;
+    let e = to_weights(base.clone(), &no_value_bias)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("value third"), "{e}");
+
     // A configuration whose RoPE does not match the checkpoint's periods.
     let mut other_rope = cfg.clone();
     other_rope.rope_theta *= 2.0;

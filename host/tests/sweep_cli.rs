@@ -33,7 +33,7 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
         fixture_model("tiny_mlp"),
         fixture_model("tiny_swiglu")
     );
-    let args = |extra: &[&str]| -> Vec<String> {
+    let args_with_sizes = |sizes: &str, extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = [
             "sweep",
             "--task",
@@ -47,7 +47,7 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
             "--models",
             &models,
             "--sizes",
-            "32,32x48",
+            sizes,
             "--engine",
             "cpu",
             "--runs",
@@ -65,6 +65,7 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
         a.extend(extra.iter().map(|x| x.to_string()));
         a
     };
+    let args = |extra: &[&str]| args_with_sizes("32,32x48", extra);
     let run = |a: &[String]| {
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         dinoedge(&refs)
@@ -157,6 +158,16 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
     assert_eq!(code, 2);
     assert!(stderr.contains("holds a sweep of other data"), "{stderr}");
 
+    // Sizes no longer asked for are left out of the choice and of the file.
+    let (code, stdout, stderr) = run(&args_with_sizes("32", &[]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("2 configuration(s) of an earlier run"),
+        "{stdout}"
+    );
+    let narrowed = read_json(&out.join("sweep.json"));
+    assert_eq!(narrowed["results"].as_array().unwrap().len(), 2);
+
     // Latency again, without the data (as on the target device), choosing again.
     let (code, stdout, stderr) = dinoedge(&[
         "sweep",
@@ -172,7 +183,7 @@ fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let again = read_json(&out.join("sweep.json"));
-    assert_eq!(again["results"].as_array().unwrap().len(), 4);
+    assert_eq!(again["results"].as_array().unwrap().len(), 2);
     assert!(!again["choice"].is_null());
 }
 

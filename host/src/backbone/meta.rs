@@ -26,8 +26,8 @@ use pytorch_reader::{DType, PytorchReader};
 use super::weights::Weights;
 use super::{BackboneError, Dinov3Config};
 
-/// A tensor as the checkpoint holds it: shape and values (widened to f32), or an error to raise
-/// only if the tensor is used.
+/// A tensor as the checkpoint holds it: its shape and its values widened to f32 (a checkpoint
+/// holding a tensor of another type is refused whole).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetaTensor {
     /// Its shape in the checkpoint.
@@ -190,15 +190,22 @@ pub fn to_weights(
                 *v *= *m;
             }
         }
-        let key_bias = &b.data[d..2 * d];
-        if !config.key_bias && key_bias.iter().any(|v| *v != 0.0) {
-            return Err(BackboneError::Checkpoint {
-                path: Default::default(),
-                reason: format!(
-                    "{qkv_b}: the key third is not zero once masked, and this configuration's \
-                     key projection has no bias (key_bias false)"
-                ),
-            });
+        // A third the configuration has no bias for must be zero once masked: dropping a bias
+        // Meta applies would change the model.
+        for (part, name, kept) in [
+            (0, "query", config.query_bias),
+            (1, "key", config.key_bias),
+            (2, "value", config.value_bias),
+        ] {
+            if !kept && b.data[part * d..(part + 1) * d].iter().any(|v| *v != 0.0) {
+                return Err(BackboneError::Checkpoint {
+                    path: Default::default(),
+                    reason: format!(
+                        "{qkv_b}: the {name} third is not zero once masked, and this \
+                         configuration's {name} projection has no bias ({name}_bias false)"
+                    ),
+                });
+            }
         }
         for (part, proj, kept) in [
             (0, "q_proj", config.query_bias),
@@ -350,9 +357,16 @@ fn check_rope_periods(
             found: periods.shape.clone(),
         });
     }
+    // What the stored type can hold: bf16 keeps 8 bits of mantissa, f16 11.
+    let tolerance = match periods.dtype.as_str() {
+        "BF16" => 8e-3,
+        "F16" => 1e-3,
+        _ => 1e-5,
+    };
     for (j, &p) in periods.data.iter().enumerate() {
         let want = config.rope_theta.powf(4.0 * j as f64 / head_dim as f64);
-        if ((f64::from(p) - want) / want).abs() > 1e-3 {
+        let relative = ((f64::from(p) - want) / want).abs();
+        if relative.is_nan() || relative > tolerance {
             return Err(BackboneError::Checkpoint {
                 path: Default::default(),
                 reason: format!(

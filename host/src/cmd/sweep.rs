@@ -16,7 +16,7 @@ use dinoedge::pipeline::plot::{SweepPoint, sweep_plot};
 use dinoedge::probe::dataset::Dataset;
 use dinoedge::probe::fit::{Labels, score_of_proba};
 use dinoedge::probe::masks::load_mask;
-use dinoedge::probe::sweep::{ConfigResult, SweepFile, TestScore, bootstrap_ci};
+use dinoedge::probe::sweep::{ConfigResult, SweepFile, TestScore, bootstrap_ci, group_ids};
 use ndarray::{Axis, concatenate};
 
 use super::probe::{
@@ -74,7 +74,7 @@ fn data_key(args: &SweepArgs) -> String {
     format!(
         "task={:?} data={:?} masks={:?} mask_suffix={:?} group_by={:?} test_fraction={} \
          split_seed={} dedupe={:?} classes={:?} blocks={:?} seed={} class_weight={} \
-         max_patches={} engine={} precision={}",
+         max_patches={} engine={} precision={} skip_bad={}",
         args.task,
         d.data,
         d.masks,
@@ -89,22 +89,75 @@ fn data_key(args: &SweepArgs) -> String {
         args.fit.class_weight,
         args.fit.max_patches,
         d.engine.engine,
-        d.engine.precision
+        d.engine.precision,
+        d.skip_bad
     )
+}
+
+/// A digest of the dataset as opened (paths, groups, labels, after dedupe): files added,
+/// removed or relabelled between runs make it another sweep.
+fn dataset_digest(ds: &Dataset) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for item in &ds.items {
+        h.update(item.path.as_os_str().as_encoded_bytes());
+        h.update(item.group.as_bytes());
+        h.update(format!("{:?}", item.target).as_bytes());
+    }
+    format!("{} items, crc32 {:08x}", ds.items.len(), h.finalize())
+}
+
+/// The intermediate blocks the backbone is built with: segmentation heads read them,
+/// classification heads do not (and extra outputs would change what is timed).
+fn timed_blocks(task: Task, blocks: &[usize]) -> Vec<usize> {
+    match task {
+        Task::Segment => blocks.to_vec(),
+        Task::Classify => Vec::new(),
+    }
+}
+
+/// Every configuration's latency must come from one engine on one device, or the choice
+/// compares unlike things (`auto` may take TensorRT for one configuration and not another; a
+/// resumed sweep may run on another machine).
+fn check_one_device(file: &SweepFile) -> anyhow::Result<()> {
+    let mut devices: Vec<(&str, String)> = Vec::new();
+    for r in &file.results {
+        if !devices.iter().any(|(d, _)| *d == r.latency_device) {
+            devices.push((r.latency_device.as_str(), r.label()));
+        }
+    }
+    if devices.len() > 1 {
+        bail!(
+            "the configurations were timed on different engines or devices, so their latencies \
+             do not compare:\n  {}\nbuild TensorRT engines for every configuration, or name \
+             the engine with --engine, or re-time them all here with --latency-only",
+            devices
+                .iter()
+                .map(|(d, l)| format!("{l}: {d}"))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..1.0).contains(&args.tolerance) {
         bail!("--tolerance {} must be in [0, 1)", args.tolerance);
     }
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
+    if args.runs == 0 || args.bootstrap == 0 {
+        bail!("--runs and --bootstrap must be at least 1");
     }
     let path = args.out.join("sweep.json");
     let existing = SweepFile::read(&path).map_err(anyhow::Error::msg)?;
     let mut file = if args.latency_only {
         match existing {
-            Some(f) if !f.results.is_empty() => f,
+            Some(f) if !f.results.is_empty() => {
+                let task = format!("{:?}", args.task).to_lowercase();
+                if f.task != task {
+                    bail!("{} is a {} sweep, not {task}", path.display(), f.task);
+                }
+                f
+            }
             _ => bail!(
                 "{}: no sweep to measure again; run `dinoedge sweep` with the data first",
                 path.display()
@@ -188,9 +241,19 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
             test.len()
         );
     }
+    let digest = dataset_digest(&ds);
+    match &file.data_digest {
+        Some(d) if *d != digest => bail!(
+            "{} was made from another dataset ({d}; now {digest}): files were added, removed or \
+             relabelled; use another --out, or remove it",
+            path.display()
+        ),
+        _ => file.data_digest = Some(digest),
+    }
     let total = args.models.len() * sizes.len();
     let mut n = 0;
-    let mut loaded: Vec<(PathBuf, ModelDir)> = Vec::new();
+    // Only paths are kept: models are loaded one at a time (a Jetson has little memory).
+    let mut requested: Vec<(String, [usize; 2], PathBuf)> = Vec::new();
     for model_arg in &args.models {
         let model = ModelDir::load(model_arg)
             .with_context(|| format!("loading model {}", model_arg.display()))?;
@@ -198,6 +261,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
             n += 1;
             let fingerprint = model.weights.fingerprint().to_owned();
             let sz = [size.height, size.width];
+            requested.push((fingerprint.clone(), sz, model_arg.clone()));
             let label = format!("{} {}", model.config.arch_name(), size);
             if file
                 .results
@@ -208,7 +272,12 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 continue;
             }
             println!("[{n}/{total}] {label}: features and fit ...");
-            let backbone = backbone_for(&model, size, &args.fit.blocks, &args.data.engine)?;
+            let backbone = backbone_for(
+                &model,
+                size,
+                &timed_blocks(args.task, &args.fit.blocks),
+                &args.data.engine,
+            )?;
             let head_dir = format!(
                 "heads/{}-{}x{}-{}",
                 model.config.arch_name(),
@@ -229,12 +298,19 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 .head
                 .save(&args.out.join(&head_dir))
                 .with_context(|| format!("writing {head_dir}"))?;
-            let val = fitted
+            let Some(val) = fitted
                 .outcome
                 .sweep
                 .iter()
                 .find(|(c, _)| *c == fitted.outcome.c)
-                .map(|(_, s)| *s);
+                .map(|(_, s)| *s)
+            else {
+                bail!(
+                    "{label}: the validation split could not score the regularisation (a class \
+                     missing on one side of it, or no validation group): nothing to choose on; \
+                     give more data, other groups or another --seed"
+                );
+            };
             println!("[{n}/{total}] {label}: latency ({} runs) ...", args.runs);
             let (median, p99) = time_backbone(&backbone, args.runs)?;
             file.results.retain(|r| !r.same_config(&fingerprint, sz));
@@ -244,7 +320,7 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
                 weights: model.weights_label(),
                 fingerprint,
                 size: sz,
-                val_score: val,
+                val_score: Some(val),
                 score_name: fitted.outcome.score_name.to_owned(),
                 c: Some(fitted.outcome.c),
                 images: fitted.images,
@@ -258,8 +334,19 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
             // Written after every configuration: an interrupted sweep resumes from here.
             file.write(path).map_err(anyhow::Error::msg)?;
         }
-        loaded.push((model_arg.clone(), model));
     }
+    // Configurations of an earlier run that were not asked for this time are left out of the
+    // choice (and of the file), said so.
+    let before = file.results.len();
+    file.results
+        .retain(|r| requested.iter().any(|(f, sz, _)| r.same_config(f, *sz)));
+    if file.results.len() < before {
+        println!(
+            "{} configuration(s) of an earlier run not in --models x --sizes: left out",
+            before - file.results.len()
+        );
+    }
+    check_one_device(file)?;
     // A resumed sweep may have been given another tolerance: choose again.
     file.update(args.tolerance);
     file.write(path).map_err(anyhow::Error::msg)?;
@@ -274,20 +361,15 @@ fn sweep(args: &SweepArgs, file: &mut SweepFile, path: &Path) -> anyhow::Result<
         if r.test.is_some() {
             continue;
         }
-        let model = match loaded
-            .iter()
-            .find(|(_, m)| m.weights.fingerprint() == r.fingerprint)
-        {
-            Some((_, m)) => m,
-            None => bail!(
-                "{} ({}) is in the sweep but not in --models: give it again to score it on the test split",
-                r.label(),
-                r.model
-            ),
+        let Some((_, _, model_path)) = requested.iter().find(|(f, sz, _)| r.same_config(f, *sz))
+        else {
+            continue;
         };
+        let model = ModelDir::load(model_path)
+            .with_context(|| format!("loading model {}", model_path.display()))?;
         println!("test split: {} ...", r.label());
         let head_dir = args.out.join(r.head.as_deref().unwrap_or_default());
-        let test_score = score_test(args, model, &ds, &test, &head_dir, idx as u64)?;
+        let test_score = score_test(args, &model, &ds, &test, &head_dir, idx as u64)?;
         if let Some(slot) = file.results.get_mut(idx) {
             slot.test = Some(test_score);
         }
@@ -341,19 +423,30 @@ fn score_test(
                         Labels::Single(idx.iter().filter_map(|&i| y.get(i).copied()).collect())
                     }
                     Labels::Multi(y) => {
-                        Labels::Multi(idx.iter().filter_map(|&i| y.get(i).cloned()).collect())
+                        let sets: Vec<Vec<bool>> =
+                            idx.iter().filter_map(|&i| y.get(i).cloned()).collect();
+                        // A draw where no label has both positives and negatives has no ROC AUC.
+                        let scorable = (0..p.ncols()).any(|c| {
+                            let pos = sets.iter().filter(|l| l.get(c) == Some(&true)).count();
+                            pos > 0 && pos < sets.len()
+                        });
+                        if !scorable {
+                            return None;
+                        }
+                        Labels::Multi(sets)
                     }
                 };
                 Some(score_of_proba(rows.view(), &l))
             };
-            let (lo, hi) =
-                bootstrap_ci(ok_idx.len(), resamples, seed, pick).unwrap_or((f64::NAN, f64::NAN));
+            let groups = test_groups(ds, &ok_idx);
+            let ci = bootstrap_ci(&groups, resamples, seed, pick);
             Ok(TestScore {
                 name: name.into(),
                 score,
-                ci_low: lo,
-                ci_high: hi,
+                ci_low: ci.map(|c| c.0),
+                ci_high: ci.map(|c| c.1),
                 images: ok_idx.len(),
+                groups: groups.iter().max().map_or(0, |m| m + 1),
                 resamples,
             })
         }
@@ -364,6 +457,7 @@ fn score_test(
             let segmenter = Segmenter::new(head)?;
             // Each image's mean foreground Dice (classes it or the prediction holds).
             let mut per_image = Vec::with_capacity(ok_idx.len());
+            let mut scored = Vec::with_capacity(ok_idx.len());
             for (&i, f) in ok_idx.iter().zip(&feats) {
                 let truth = load_mask(mask_of(ds, i)?, k)?;
                 let logits = segmenter
@@ -375,6 +469,7 @@ fn score_test(
                     .collect();
                 if !fg.is_empty() {
                     per_image.push(fg.iter().sum::<f64>() / fg.len() as f64);
+                    scored.push(i);
                 }
             }
             if per_image.is_empty() {
@@ -390,18 +485,28 @@ fn score_test(
             };
             let all: Vec<usize> = (0..per_image.len()).collect();
             let score = mean(&all).unwrap_or(f64::NAN);
-            let (lo, hi) = bootstrap_ci(per_image.len(), resamples, seed, mean)
-                .unwrap_or((f64::NAN, f64::NAN));
+            let groups = test_groups(ds, &scored);
+            let ci = bootstrap_ci(&groups, resamples, seed, mean);
             Ok(TestScore {
                 name: "mean foreground Dice".into(),
                 score,
-                ci_low: lo,
-                ci_high: hi,
+                ci_low: ci.map(|c| c.0),
+                ci_high: ci.map(|c| c.1),
                 images: per_image.len(),
+                groups: groups.iter().max().map_or(0, |m| m + 1),
                 resamples,
             })
         }
     }
+}
+
+/// The group (subject) id of each scored test item, for the bootstrap.
+fn test_groups(ds: &Dataset, idx: &[usize]) -> Vec<usize> {
+    let names: Vec<&str> = idx
+        .iter()
+        .map(|&i| ds.items.get(i).map_or("", |it| it.group.as_str()))
+        .collect();
+    group_ids(&names)
 }
 
 fn measure_latency_again(
@@ -410,6 +515,9 @@ fn measure_latency_again(
     path: &Path,
 ) -> anyhow::Result<()> {
     let total = file.results.len();
+    // Until every configuration is timed here, there is no choice: a half re-timed file would
+    // compare this machine with another.
+    file.choice = None;
     for n in 0..total {
         let Some(r) = file.results.get(n).cloned() else {
             continue;
@@ -425,10 +533,13 @@ fn measure_latency_again(
             );
         }
         let size = InputSize::new(r.size[0], r.size[1]);
-        let blocks = if args.task == Task::Segment {
-            args.fit.blocks.clone()
-        } else {
-            Vec::new()
+        // The graph its head reads, as the full sweep timed it.
+        let blocks = match r.head.as_deref() {
+            Some(head) => match HeadFiles::load(&args.out.join(head))?.spec.input {
+                HeadInput::Patch { blocks } => blocks,
+                HeadInput::ClsMeanPatch => Vec::new(),
+            },
+            None => Vec::new(),
         };
         println!(
             "[{}/{total}] {}: latency ({} runs) ...",
@@ -438,14 +549,19 @@ fn measure_latency_again(
         );
         let backbone = backbone_for(&model, size, &blocks, &args.data.engine)?;
         let (median, p99) = time_backbone(&backbone, args.runs)?;
+        let device = latency_device(&backbone);
+        drop(backbone);
+        drop(model);
         if let Some(slot) = file.results.get_mut(n) {
             slot.latency_median_ms = median;
             slot.latency_p99_ms = p99;
-            slot.latency_device = latency_device(&backbone);
+            slot.latency_device = device;
         }
-        file.update(args.tolerance);
         file.write(path).map_err(anyhow::Error::msg)?;
     }
+    check_one_device(file)?;
+    file.update(args.tolerance);
+    file.write(path).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -462,9 +578,13 @@ fn report(args: &SweepArgs, file: &SweepFile) -> anyhow::Result<()> {
             Some(c) if c.best == i => " <- best",
             _ => "",
         };
-        let test = r.test.as_ref().map_or("-".to_owned(), |t| {
-            format!("{:.4} [{:.4}, {:.4}]", t.score, t.ci_low, t.ci_high)
-        });
+        let test = r
+            .test
+            .as_ref()
+            .map_or("-".to_owned(), |t| match (t.ci_low, t.ci_high) {
+                (Some(lo), Some(hi)) => format!("{:.4} [{lo:.4}, {hi:.4}]", t.score),
+                _ => format!("{:.4} [no interval]", t.score),
+            });
         println!(
             "{:<22} {:>10} {:>10.2} {:>10.2}  {:<6} {test}{mark}",
             r.label(),

@@ -209,8 +209,9 @@ pub fn sweep_plot(points: &[SweepPoint], title: &str, score_name: &str) -> RgbIm
                 to_px_x(AREA, &latency, b.latency_ms),
                 to_px_y(AREA, &score, b.score),
             );
-            fill_rect(&mut img, ax, ay.min(by), 2, (ay - by).abs() + 1, GREEN);
-            fill_rect(&mut img, ax, by, bx - ax + 1, 2, GREEN);
+            // A staircase: a's score holds until b's latency, where b's is reached.
+            fill_rect(&mut img, ax, ay, bx - ax + 1, 2, GREEN);
+            fill_rect(&mut img, bx, ay.min(by), 2, (ay - by).abs() + 1, GREEN);
         }
     }
     for p in &points {

@@ -73,6 +73,11 @@ impl Extractor<'_> {
             ),
         };
         let fp = self.fingerprint.replace(':', "");
+        // Features in another precision differ: never taken for FP32 ones (or the reverse).
+        let kind = match self.backbone.engine().precision {
+            crate::engine::Precision::Fp32 => kind,
+            other => format!("{kind}-{other}"),
+        };
         Some(dir.join(format!(
             "{fp}-{size}-{kind}-{:08x}-{}.npy",
             h.finalize(),

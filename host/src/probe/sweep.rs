@@ -67,12 +67,14 @@ pub struct TestScore {
     pub name: String,
     /// The score on the whole test split.
     pub score: f64,
-    /// 2.5th percentile of the bootstrap.
-    pub ci_low: f64,
+    /// 2.5th percentile of the bootstrap (`None` when no resample could be scored).
+    pub ci_low: Option<f64>,
     /// 97.5th percentile.
-    pub ci_high: f64,
+    pub ci_high: Option<f64>,
     /// Test images.
     pub images: usize,
+    /// Test groups (subjects): what the bootstrap resamples.
+    pub groups: usize,
     /// Bootstrap resamples.
     pub resamples: usize,
 }
@@ -101,6 +103,9 @@ pub struct SweepFile {
     pub data_key: String,
     /// `classify` or `segment`.
     pub task: String,
+    /// The dataset as opened (item count and a digest of paths, groups and labels).
+    #[serde(default)]
+    pub data_digest: Option<String>,
     /// Every configuration measured so far.
     pub results: Vec<ConfigResult>,
     /// Which configurations are on the Pareto front (same order as `results`).
@@ -118,6 +123,7 @@ impl SweepFile {
             format: FORMAT,
             data_key,
             task,
+            data_digest: None,
             results: Vec::new(),
             pareto: Vec::new(),
             choice: None,
@@ -207,7 +213,9 @@ pub fn choose(results: &[ConfigResult], tolerance: f64) -> Option<Choice> {
             // Of equal scores, the faster is the better.
             .then(rb.latency_median_ms.total_cmp(&ra.latency_median_ms))
     })?;
-    let floor = score(&results[best]) - tolerance;
+    // A hair below the stated floor, so that a score exactly `tolerance` below the best is in,
+    // whatever the rounding.
+    let floor = score(&results[best]) - tolerance - 1e-9;
     let chosen = (0..results.len())
         .filter(|&i| score(&results[i]) >= floor)
         .min_by(|&a, &b| {
@@ -245,24 +253,38 @@ pub fn choose(results: &[ConfigResult], tolerance: f64) -> Option<Choice> {
     })
 }
 
-/// The 95% percentile bootstrap interval of `metric` over `n` items: `resamples` draws of `n`
-/// items with replacement (seeded, so the same on every machine), each scored by `metric`
-/// (given the drawn indices). Draws the metric cannot score (`None`) are skipped.
+/// The 95% percentile bootstrap interval of `metric` over items grouped by `groups` (one group
+/// id per item, e.g. the subject): `resamples` draws of as many groups as there are, with
+/// replacement, each expanded to its items (images of one patient are not independent, so
+/// resampling images would make the interval too narrow), seeded so that it is the same on
+/// every machine. `metric` is given the drawn items' indices; draws it cannot score (`None`)
+/// are skipped.
 pub fn bootstrap_ci(
-    n: usize,
+    groups: &[usize],
     resamples: usize,
     seed: u64,
     metric: impl Fn(&[usize]) -> Option<f64>,
 ) -> Option<(f64, f64)> {
-    if n == 0 || resamples == 0 {
+    let n_groups = groups.iter().copied().max().map_or(0, |m| m + 1);
+    if groups.is_empty() || resamples == 0 {
         return None;
     }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
+    for (item, &g) in groups.iter().enumerate() {
+        if let Some(m) = members.get_mut(g) {
+            m.push(item);
+        }
+    }
+    members.retain(|m| !m.is_empty());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut scores = Vec::with_capacity(resamples);
-    let mut draw = vec![0usize; n];
+    let mut draw = Vec::with_capacity(groups.len());
     for _ in 0..resamples {
-        for d in draw.iter_mut() {
-            *d = rng.random_range(0..n);
+        draw.clear();
+        for _ in 0..members.len() {
+            if let Some(m) = members.get(rng.random_range(0..members.len())) {
+                draw.extend_from_slice(m);
+            }
         }
         if let Some(s) = metric(&draw).filter(|s| s.is_finite()) {
             scores.push(s);
@@ -277,6 +299,24 @@ pub fn bootstrap_ci(
         scores.get(i).copied()
     };
     Some((at(0.025)?, at(0.975)?))
+}
+
+/// Group ids `0..` for group names, in order of first appearance.
+pub fn group_ids<S: AsRef<str>>(names: &[S]) -> Vec<usize> {
+    let mut seen: Vec<&str> = Vec::new();
+    names
+        .iter()
+        .map(|n| {
+            let n = n.as_ref();
+            match seen.iter().position(|s| *s == n) {
+                Some(i) => i,
+                None => {
+                    seen.push(n);
+                    seen.len() - 1
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -336,24 +376,28 @@ mod tests {
     }
 
     #[test]
-    fn the_bootstrap_brackets_the_mean_and_narrows_with_more_items() {
+    fn the_bootstrap_brackets_the_mean_and_widens_with_fewer_independent_groups() {
         let values: Vec<f64> = (0..200)
             .map(|i| if i % 4 == 0 { 1.0 } else { 0.0 })
             .collect();
         let mean =
             |idx: &[usize]| Some(idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64);
-        let (lo, hi) = bootstrap_ci(values.len(), 500, 7, mean).unwrap();
+        let each_alone: Vec<usize> = (0..200).collect();
+        let (lo, hi) = bootstrap_ci(&each_alone, 500, 7, mean).unwrap();
         assert!(lo < 0.25 && 0.25 < hi, "{lo} {hi}");
         assert_eq!(
-            bootstrap_ci(values.len(), 500, 7, mean),
+            bootstrap_ci(&each_alone, 500, 7, mean),
             Some((lo, hi)),
             "seeded"
         );
-        let few =
-            |idx: &[usize]| Some(idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64);
-        let (lo20, hi20) = bootstrap_ci(20, 500, 7, few).unwrap();
-        assert!(hi20 - lo20 > hi - lo);
-        assert_eq!(bootstrap_ci(0, 500, 7, mean), None);
+        // The same 200 items as 20 subjects of 10 images each, a subject's images alike: far
+        // less evidence, a wider interval.
+        let subjects: Vec<usize> = (0..200).map(|i| (i % 4) * 5 + i / 40).collect();
+        let (lo_g, hi_g) = bootstrap_ci(&subjects, 500, 7, mean).unwrap();
+        assert!(hi_g - lo_g > hi - lo, "{lo_g} {hi_g} vs {lo} {hi}");
+        assert_eq!(bootstrap_ci(&[], 500, 7, mean), None);
+        assert_eq!(bootstrap_ci(&each_alone, 0, 7, mean), None);
+        assert_eq!(group_ids(&["b", "a", "b", "c"]), vec![0, 1, 0, 2]);
     }
 
     #[test]
