@@ -73,7 +73,8 @@ pub struct TestScore {
     pub ci_high: Option<f64>,
     /// Test images.
     pub images: usize,
-    /// Test groups (subjects): what the bootstrap resamples.
+    /// Test groups (subjects): what the bootstrap resamples (0 where not recorded).
+    #[serde(default)]
     pub groups: usize,
     /// Bootstrap resamples.
     pub resamples: usize,
