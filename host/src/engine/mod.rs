@@ -9,6 +9,7 @@
 //! it passed over was not taken. The choice is made, and the engine warmed up, before the first
 //! frame; it does not change during a run.
 
+pub mod compare;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -11,6 +11,7 @@ use super::{QuantizeError, measured_graph_options};
 use crate::backbone::graph::build_graph_with;
 use crate::backbone::numerics::{Numerics, TAP_PREFIX, point_block};
 use crate::backbone::{BackboneError, Dinov3Config, InputSize, ModelDir};
+use crate::engine::compare::cosine;
 
 /// Samples kept per activation for percentiles and the MSE search.
 const SAMPLE_BUDGET: u64 = 1 << 14;
@@ -173,22 +174,6 @@ impl Cosine {
             cls_min,
             patch_min,
         }
-    }
-}
-
-/// Cosine similarity of two vectors (1 when both are zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 && bb == 0.0 {
-        1.0
-    } else {
-        ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
     }
 }
 

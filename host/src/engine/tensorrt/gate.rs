@@ -6,27 +6,10 @@
 use ndarray::{ArrayView3, Axis};
 
 use super::cache::{PartCosine, Verdict};
+use crate::engine::compare::cosine;
 
 /// The threshold for FP32 and FP16 engines (NVIDIA's own DINOv3 builder gates at the same).
 pub const FLOAT_THRESHOLD: f64 = 0.999;
-
-/// The cosine of two vectors (1 for two zero vectors, 0 when only one is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 && nb == 0.0 {
-        return 1.0;
-    }
-    if na == 0.0 || nb == 0.0 || !dot.is_finite() {
-        return 0.0;
-    }
-    dot / (na.sqrt() * nb.sqrt())
-}
 
 /// Running figures for one output part.
 #[derive(Clone, Debug)]
@@ -165,14 +148,6 @@ impl GateTally {
 mod tests {
     use super::*;
     use ndarray::Array3;
-
-    #[test]
-    fn cosine_of_equal_opposite_and_zero_vectors() {
-        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-12);
-        assert!((cosine(&[1.0, 0.0], &[-1.0, 0.0]) + 1.0).abs() < 1e-12);
-        assert_eq!(cosine(&[0.0, 0.0], &[0.0, 0.0]), 1.0);
-        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
-    }
 
     fn names() -> Vec<String> {
         vec!["last_hidden_state".to_owned()]
