@@ -19,6 +19,7 @@ pub mod backbone;
 pub mod cuda;
 pub mod doctor;
 pub mod engine;
+pub mod files;
 pub mod heads;
 pub mod import;
 pub mod link;

@@ -153,18 +153,9 @@ impl SweepFile {
 
     /// Writes it whole or not at all.
     pub fn write(&self, path: &Path) -> Result<(), String> {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        tmp.write_all(&json)
-            .and_then(|()| tmp.write_all(b"\n"))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        tmp.persist(path)
-            .map_err(|e| format!("{}: {}", path.display(), e.error))?;
-        Ok(())
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        json.push(b'\n');
+        crate::files::write_whole(path, &json).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Recomputes the Pareto front and the choice from the results.

@@ -486,26 +486,12 @@ fn read_meta(path: &Path) -> Result<EngineMeta, String> {
     Ok(meta)
 }
 
-/// Writes `bytes` to `path` whole or not at all: a temporary file beside it, synced, renamed.
+/// Writes `bytes` to `path` whole or not at all ([`crate::files::write_whole`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorrtError> {
-    use std::io::Write;
-    let err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| TensorrtError::Cache {
-            path: p,
-            reason: e.to_string(),
-        }
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)
-        .map_err(err(dir))?;
-    tmp.write_all(bytes).map_err(err(path))?;
-    tmp.as_file().sync_all().map_err(err(path))?;
-    tmp.persist(path).map_err(|e| err(path)(e.error))?;
-    Ok(())
+    crate::files::write_whole(path, bytes).map_err(|e| TensorrtError::Cache {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
