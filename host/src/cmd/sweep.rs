@@ -412,10 +412,7 @@ fn score_test(
                 Labels::Single(classes_of(ds, &ok_idx)?)
             };
             let score = score_of_proba(p.view(), &labels);
-            let name = match labels {
-                Labels::Single(_) => "balanced accuracy",
-                Labels::Multi(_) => "mean ROC AUC",
-            };
+            let name = labels.score_name();
             let pick = |idx: &[usize]| -> Option<f64> {
                 let rows = p.select(Axis(0), idx);
                 let l = match &labels {
@@ -438,17 +435,14 @@ fn score_test(
                 };
                 Some(score_of_proba(rows.view(), &l))
             };
-            let groups = test_groups(ds, &ok_idx);
-            let ci = bootstrap_ci(&groups, resamples, seed, pick);
-            Ok(TestScore {
-                name: name.into(),
+            Ok(test_score(
+                name,
                 score,
-                ci_low: ci.map(|c| c.0),
-                ci_high: ci.map(|c| c.1),
-                images: ok_idx.len(),
-                groups: groups.iter().max().map_or(0, |m| m + 1),
+                &test_groups(ds, &ok_idx),
                 resamples,
-            })
+                seed,
+                pick,
+            ))
         }
         Task::Segment => {
             let k = ds.classes.len();
@@ -485,18 +479,36 @@ fn score_test(
             };
             let all: Vec<usize> = (0..per_image.len()).collect();
             let score = mean(&all).unwrap_or(f64::NAN);
-            let groups = test_groups(ds, &scored);
-            let ci = bootstrap_ci(&groups, resamples, seed, mean);
-            Ok(TestScore {
-                name: "mean foreground Dice".into(),
+            Ok(test_score(
+                "mean foreground Dice",
                 score,
-                ci_low: ci.map(|c| c.0),
-                ci_high: ci.map(|c| c.1),
-                images: per_image.len(),
-                groups: groups.iter().max().map_or(0, |m| m + 1),
+                &test_groups(ds, &scored),
                 resamples,
-            })
+                seed,
+                mean,
+            ))
         }
+    }
+}
+
+/// A test score with its bootstrap interval over `groups` (one id per scored item).
+fn test_score(
+    name: &str,
+    score: f64,
+    groups: &[usize],
+    resamples: usize,
+    seed: u64,
+    metric: impl Fn(&[usize]) -> Option<f64>,
+) -> TestScore {
+    let ci = bootstrap_ci(groups, resamples, seed, metric);
+    TestScore {
+        name: name.into(),
+        score,
+        ci_low: ci.map(|c| c.0),
+        ci_high: ci.map(|c| c.1),
+        images: groups.len(),
+        groups: groups.iter().max().map_or(0, |m| m + 1),
+        resamples,
     }
 }
 

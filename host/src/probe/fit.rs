@@ -65,6 +65,14 @@ pub enum Labels {
 }
 
 impl Labels {
+    /// What [`score_of_proba`] measures for these labels.
+    pub fn score_name(&self) -> &'static str {
+        match self {
+            Labels::Single(_) => "balanced accuracy",
+            Labels::Multi(_) => "mean ROC AUC",
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Labels::Single(v) => v.len(),
@@ -152,10 +160,7 @@ pub fn fit_with_sweep(
             .get(i)
             .is_some_and(|g| in_validation(g, options.seed, options.val_fraction))
     });
-    let score_name = match labels {
-        Labels::Single(_) => "balanced accuracy",
-        Labels::Multi(_) => "mean ROC AUC",
-    };
+    let score_name = labels.score_name();
     let base = LogRegConfig {
         class_weight: options.class_weight,
         ..Default::default()
