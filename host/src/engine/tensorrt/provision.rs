@@ -87,6 +87,12 @@ pub fn graph_outputs(path: &Path) -> Result<(Vec<String>, String), TensorrtError
     Ok((outputs, precision))
 }
 
+/// The graph an engine is built from: a file, or built from the model in memory.
+enum GraphSource<'a> {
+    File(&'a Path),
+    Built(Box<ModelProto>),
+}
+
 /// Checks the outputs are the backbone's (`last_hidden_state`, then `block_N`s); returns the
 /// intermediate blocks.
 fn backbone_blocks(outputs: &[String]) -> Result<Vec<usize>, TensorrtError> {
@@ -137,14 +143,9 @@ pub fn build(
     let precision = precision_name(request.precision);
     // The graph: a file, or written from memory into a scratch folder inside the cache (so the
     // rename-free parser reads it from the same disk).
-    let scratch = tempfile::Builder::new()
-        .prefix(".graph-")
-        .tempdir_in(ensure_dir(cache.dir())?)
-        .map_err(|e| TensorrtError::Cache {
-            path: cache.dir().to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let (graph_path, graph_hash, outputs) = match request.graph {
+    // A graph built from the model stays in memory until a build needs it as a file: a cached
+    // engine is found by the graph's hash alone.
+    let (source, graph_hash, outputs) = match request.graph {
         Some(path) => {
             let (outputs, graph_precision) = graph_outputs(path)?;
             if graph_precision != precision {
@@ -156,7 +157,7 @@ pub fn build(
             }
             let hash = crate::engine::hash::file_hash(path)
                 .map_err(|e| TensorrtError::Graph(format!("{}: {e}", path.display())))?;
-            (path.to_path_buf(), hash, outputs)
+            (GraphSource::File(path), hash, outputs)
         }
         None => {
             if request.precision == GraphPrecision::Int8 {
@@ -177,15 +178,13 @@ pub fn build(
                 },
             )
             .map_err(|e| TensorrtError::Graph(e.to_string()))?;
-            let path = scratch.path().join("graph.onnx");
-            onnx::write_model(&proto, &path, crate::backbone::EXTERNAL_DATA_THRESHOLD)
-                .map_err(|e| TensorrtError::Graph(e.to_string()))?;
             let outputs = proto
                 .graph
                 .as_ref()
                 .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
                 .unwrap_or_default();
-            (path, crate::engine::graph_hash(&proto), outputs)
+            let hash = crate::engine::graph_hash(&proto);
+            (GraphSource::Built(Box::new(proto)), hash, outputs)
         }
     };
     let blocks = backbone_blocks(&outputs)?;
@@ -233,6 +232,24 @@ pub fn build(
     let engine_bytes = match imported {
         Some(bytes) => bytes,
         None => {
+            // The parser reads a file: one written from memory goes to a scratch folder inside
+            // the cache (the same disk), removed when the build is over.
+            let scratch = tempfile::Builder::new()
+                .prefix(".graph-")
+                .tempdir_in(ensure_dir(cache.dir())?)
+                .map_err(|e| TensorrtError::Cache {
+                    path: cache.dir().to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            let graph_path = match &source {
+                GraphSource::Built(proto) => {
+                    let path = scratch.path().join("graph.onnx");
+                    onnx::write_model(proto, &path, crate::backbone::EXTERNAL_DATA_THRESHOLD)
+                        .map_err(|e| TensorrtError::Graph(e.to_string()))?;
+                    path
+                }
+                GraphSource::File(path) => path.to_path_buf(),
+            };
             let timing = cache.timing_cache(&env);
             let built = shim.build(
                 &graph_path,
@@ -249,7 +266,7 @@ pub fn build(
         }
     };
     let build_seconds = started.elapsed().as_secs_f64();
-    drop(scratch);
+    drop(source);
 
     let mut meta = EngineMeta {
         format: cache::FORMAT,
