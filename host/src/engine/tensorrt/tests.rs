@@ -42,6 +42,35 @@ fn graph_with_control(dir: &Path, model: &ModelDir, frames: &[Vec<f32>], extra: 
     fake::write_graph_for_fake(dir, model, InputSize::new(SIZE, SIZE), frames, extra).unwrap()
 }
 
+/// What most tests start from: the fake shim, the tiny model, `n` frames, a graph whose
+/// control file holds the CPU's outputs for them plus `control`, and an empty cache, all in
+/// the test's own folder.
+struct Fixture {
+    dir: tempfile::TempDir,
+    shim: Shim,
+    model: ModelDir,
+    frames: Vec<Vec<f32>>,
+    graph: PathBuf,
+    cache: EngineCache,
+}
+
+fn fixture(n: usize, control: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
+    let model = tiny();
+    let frames = frames(n);
+    let graph = graph_with_control(dir.path(), &model, &frames, control);
+    let cache = EngineCache::new(dir.path().join("cache"));
+    Fixture {
+        dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    }
+}
+
 fn request<'a>(model: &'a ModelDir, graph: &'a Path, frames: &'a [Vec<f32>]) -> BuildRequest<'a> {
     BuildRequest {
         model,
@@ -119,12 +148,14 @@ fn a_shim_of_another_abi_or_tensorrt_is_refused_by_name() {
 
 #[test]
 fn a_good_engine_passes_its_gate_is_cached_and_found_and_runs_like_the_cpu() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
-    let model = tiny();
-    let frames = frames(3);
-    let graph = graph_with_control(dir.path(), &model, &frames, "");
-    let cache = EngineCache::new(dir.path().join("cache"));
+    let Fixture {
+        dir: _dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    } = fixture(3, "");
     let mut phases = Vec::new();
     let outcome = build(&shim, &cache, &request(&model, &graph, &frames), &mut |p| {
         phases.push((p.phase.to_owned(), p.depth, p.step));
@@ -229,12 +260,14 @@ fn a_good_engine_passes_its_gate_is_cached_and_found_and_runs_like_the_cpu() {
 
 #[test]
 fn a_wrong_engine_is_refused_by_its_gate_kept_with_the_verdict_and_never_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
-    let model = tiny();
-    let frames = frames(2);
-    let graph = graph_with_control(dir.path(), &model, &frames, "noise=0.5\n");
-    let cache = EngineCache::new(dir.path().join("cache"));
+    let Fixture {
+        dir: _dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    } = fixture(2, "noise=0.5\n");
     let outcome = build(&shim, &cache, &request(&model, &graph, &frames), &mut go_on).unwrap();
     let v = &outcome.meta.verdict;
     assert!(!v.passed);
@@ -262,12 +295,14 @@ fn a_wrong_engine_is_refused_by_its_gate_kept_with_the_verdict_and_never_found()
 
 #[test]
 fn truncated_corrupt_and_foreign_engines_are_refused_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
-    let model = tiny();
-    let frames = frames(1);
-    let graph = graph_with_control(dir.path(), &model, &frames, "");
-    let cache = EngineCache::new(dir.path().join("cache"));
+    let Fixture {
+        dir: _dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    } = fixture(1, "");
     let outcome = build(&shim, &cache, &request(&model, &graph, &frames), &mut go_on).unwrap();
     let env = Environment::current(&shim).unwrap();
     let bytes = std::fs::read(&outcome.path).unwrap();
@@ -434,12 +469,14 @@ fn a_cache_folder_that_cannot_be_written_is_a_clear_error() {
 
 #[test]
 fn an_imported_engine_for_another_input_is_refused_and_a_gpu_fault_names_its_cuda_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
-    let model = tiny();
-    let frames = frames(2);
-    let graph = graph_with_control(dir.path(), &model, &frames, "run=fail_after:1\n");
-    let cache = EngineCache::new(dir.path().join("cache"));
+    let Fixture {
+        dir: _dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    } = fixture(2, "run=fail_after:1\n");
     let outcome = build(&shim, &cache, &request(&model, &graph, &frames), &mut go_on).unwrap();
     // The gate's second frame hit the fault: refused, with the CUDA error in the reason.
     let v = &outcome.meta.verdict;
@@ -493,12 +530,14 @@ fn an_imported_engine_for_another_input_is_refused_and_a_gpu_fault_names_its_cud
 
 #[test]
 fn the_runtime_takes_the_newest_engine_that_loads_and_says_when_none_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::open(&fake_shim(dir.path(), &[])).unwrap();
-    let model = tiny();
-    let frames = frames(1);
-    let graph = graph_with_control(dir.path(), &model, &frames, "");
-    let cache = EngineCache::new(dir.path().join("cache"));
+    let Fixture {
+        dir: _dir,
+        shim,
+        model,
+        frames,
+        graph,
+        cache,
+    } = fixture(1, "");
     let older = build(&shim, &cache, &request(&model, &graph, &frames), &mut go_on).unwrap();
     let newer_request = BuildRequest {
         opt_level: Some(1),
