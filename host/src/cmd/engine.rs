@@ -246,9 +246,7 @@ fn run_list(args: ListArgs) -> anyhow::Result<std::process::ExitCode> {
     let cache = args.cache.open();
     let listed = cache.list()?;
     // Without TensorRT the entries are still listed, just not checked against this machine.
-    let env = tensorrt::open_shim()
-        .ok()
-        .and_then(|s| tensorrt::Environment::current(&s).ok());
+    let env = tensorrt::Environment::here();
     if args.json {
         let entries: Vec<serde_json::Value> = listed
             .iter()
@@ -314,9 +312,7 @@ fn run_list(args: ListArgs) -> anyhow::Result<std::process::ExitCode> {
 fn run_clean(args: CleanArgs) -> anyhow::Result<std::process::ExitCode> {
     use dinoedge::engine::tensorrt::{self, Listed};
     let cache = args.cache.open();
-    let env = tensorrt::open_shim()
-        .ok()
-        .and_then(|s| tensorrt::Environment::current(&s).ok());
+    let env = tensorrt::Environment::here();
     let removed = cache.remove_where(|l| match l {
         _ if args.all => true,
         // Possibly written by a newer dinoedge: only `--all` removes what cannot be read.

@@ -72,6 +72,14 @@ pub fn open_shim() -> Result<Shim, TensorrtError> {
 }
 
 impl Environment {
+    /// This machine's, where TensorRT loads and GPU 0 answers; `None` elsewhere (entries are
+    /// then listed without being checked against it).
+    pub fn here() -> Option<Environment> {
+        open_shim()
+            .ok()
+            .and_then(|shim| Environment::current(&shim).ok())
+    }
+
     /// What GPU 0 and the loaded TensorRT are, as engines are keyed.
     pub fn current(shim: &Shim) -> Result<Environment, TensorrtError> {
         let v = shim.versions()?;
