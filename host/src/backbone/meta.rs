@@ -111,41 +111,62 @@ fn dropped(name: &str) -> bool {
         || (name.starts_with("blocks.") && name.ends_with(".attn.qkv.bias_mask"))
 }
 
+/// Meta names outside the blocks that are only renamed, and their Hugging Face names.
+const TOP_RENAMES: [(&str, &str); 6] = [
+    ("cls_token", "embeddings.cls_token"),
+    ("storage_tokens", "embeddings.register_tokens"),
+    (
+        "patch_embed.proj.weight",
+        "embeddings.patch_embeddings.weight",
+    ),
+    ("patch_embed.proj.bias", "embeddings.patch_embeddings.bias"),
+    ("norm.weight", "norm.weight"),
+    ("norm.bias", "norm.bias"),
+];
+
+/// Inside a block (`blocks.N.` in Meta's names, `layer.N.` in Hugging Face's), the tensors
+/// that are only renamed, whatever the MLP.
+const BLOCK_RENAMES: [(&str, &str); 8] = [
+    ("norm1.weight", "norm1.weight"),
+    ("norm1.bias", "norm1.bias"),
+    ("norm2.weight", "norm2.weight"),
+    ("norm2.bias", "norm2.bias"),
+    ("attn.proj.weight", "attention.o_proj.weight"),
+    ("attn.proj.bias", "attention.o_proj.bias"),
+    ("ls1.gamma", "layer_scale1.lambda1"),
+    ("ls2.gamma", "layer_scale2.lambda1"),
+];
+
+/// A GELU MLP's (`fc2(gelu(fc1 x))`).
+const MLP_RENAMES: [(&str, &str); 4] = [
+    ("mlp.fc1.weight", "mlp.up_proj.weight"),
+    ("mlp.fc1.bias", "mlp.up_proj.bias"),
+    ("mlp.fc2.weight", "mlp.down_proj.weight"),
+    ("mlp.fc2.bias", "mlp.down_proj.bias"),
+];
+
+/// A SwiGLU's (`w3(silu(w1 x) * w2 x)`).
+const SWIGLU_RENAMES: [(&str, &str); 6] = [
+    ("mlp.w1.weight", "mlp.gate_proj.weight"),
+    ("mlp.w1.bias", "mlp.gate_proj.bias"),
+    ("mlp.w2.weight", "mlp.up_proj.weight"),
+    ("mlp.w2.bias", "mlp.up_proj.bias"),
+    ("mlp.w3.weight", "mlp.down_proj.weight"),
+    ("mlp.w3.bias", "mlp.down_proj.bias"),
+];
+
 /// A Meta name's Hugging Face name, for the tensors that are only renamed.
 fn renamed(name: &str) -> Option<String> {
-    let direct = match name {
-        "cls_token" => Some("embeddings.cls_token"),
-        "storage_tokens" => Some("embeddings.register_tokens"),
-        "patch_embed.proj.weight" => Some("embeddings.patch_embeddings.weight"),
-        "patch_embed.proj.bias" => Some("embeddings.patch_embeddings.bias"),
-        "norm.weight" => Some("norm.weight"),
-        "norm.bias" => Some("norm.bias"),
-        _ => None,
-    };
-    if let Some(d) = direct {
-        return Some(d.to_owned());
+    if let Some((_, hf)) = TOP_RENAMES.iter().find(|(m, _)| *m == name) {
+        return Some((*hf).to_owned());
     }
-    let rest = name.strip_prefix("blocks.")?;
-    let (block, rest) = rest.split_once('.')?;
+    let (block, rest) = name.strip_prefix("blocks.")?.split_once('.')?;
     let block: usize = block.parse().ok()?;
-    let hf = match rest {
-        "norm1.weight" | "norm1.bias" | "norm2.weight" | "norm2.bias" => rest.to_owned(),
-        "attn.proj.weight" => "attention.o_proj.weight".into(),
-        "attn.proj.bias" => "attention.o_proj.bias".into(),
-        "ls1.gamma" => "layer_scale1.lambda1".into(),
-        "ls2.gamma" => "layer_scale2.lambda1".into(),
-        "mlp.fc1.weight" => "mlp.up_proj.weight".into(),
-        "mlp.fc1.bias" => "mlp.up_proj.bias".into(),
-        "mlp.fc2.weight" => "mlp.down_proj.weight".into(),
-        "mlp.fc2.bias" => "mlp.down_proj.bias".into(),
-        "mlp.w1.weight" => "mlp.gate_proj.weight".into(),
-        "mlp.w1.bias" => "mlp.gate_proj.bias".into(),
-        "mlp.w2.weight" => "mlp.up_proj.weight".into(),
-        "mlp.w2.bias" => "mlp.up_proj.bias".into(),
-        "mlp.w3.weight" => "mlp.down_proj.weight".into(),
-        "mlp.w3.bias" => "mlp.down_proj.bias".into(),
-        _ => return None,
-    };
+    let (_, hf) = BLOCK_RENAMES
+        .iter()
+        .chain(&MLP_RENAMES)
+        .chain(&SWIGLU_RENAMES)
+        .find(|(m, _)| *m == rest)?;
     Some(format!("layer.{block}.{hf}"))
 }
 
@@ -267,47 +288,30 @@ pub fn to_weights(
 
 /// The Meta name a Hugging Face name was renamed from (the name itself where none was).
 fn meta_name(hf: &str, config: &Dinov3Config) -> String {
-    const TOP: [&str; 6] = [
-        "cls_token",
-        "storage_tokens",
-        "patch_embed.proj.weight",
-        "patch_embed.proj.bias",
-        "norm.weight",
-        "norm.bias",
-    ];
-    const BLOCK: [&str; 20] = [
-        "norm1.weight",
-        "norm1.bias",
-        "norm2.weight",
-        "norm2.bias",
-        "attn.proj.weight",
-        "attn.proj.bias",
-        "ls1.gamma",
-        "ls2.gamma",
-        "mlp.fc1.weight",
-        "mlp.fc1.bias",
-        "mlp.fc2.weight",
-        "mlp.fc2.bias",
-        "mlp.w1.weight",
-        "mlp.w1.bias",
-        "mlp.w2.weight",
-        "mlp.w2.bias",
-        "mlp.w3.weight",
-        "mlp.w3.bias",
-        "attn.qkv.weight",
-        "attn.qkv.bias",
-    ];
-    let gated = |n: &str| n.contains(".w1.") || n.contains(".w2.") || n.contains(".w3.");
-    TOP.iter()
-        .map(|n| (*n).to_owned())
-        .chain((0..config.num_hidden_layers).flat_map(|i| {
-            BLOCK
-                .iter()
-                .filter(|n| gated(n) == config.use_gated_mlp || !n.starts_with("mlp."))
-                .map(move |n| format!("blocks.{i}.{n}"))
-        }))
-        .find(|m| renamed(m).as_deref() == Some(hf))
-        .map_or_else(|| hf.to_owned(), |m| format!("{m} (as {hf})"))
+    let from = |meta: &str| format!("{meta} (as {hf})");
+    if let Some((meta, _)) = TOP_RENAMES.iter().find(|(_, h)| *h == hf) {
+        return from(meta);
+    }
+    let in_block = hf
+        .strip_prefix("layer.")
+        .and_then(|rest| rest.split_once('.'));
+    let Some((block, rest)) = in_block else {
+        return hf.to_owned();
+    };
+    // up_proj and down_proj come from fc1/fc2 or w2/w3, by the MLP's kind.
+    let mlp: &[(&str, &str)] = if config.use_gated_mlp {
+        &SWIGLU_RENAMES
+    } else {
+        &MLP_RENAMES
+    };
+    BLOCK_RENAMES
+        .iter()
+        .chain(mlp)
+        .find(|(_, h)| *h == rest)
+        .map_or_else(
+            || hf.to_owned(),
+            |(meta, _)| from(&format!("blocks.{block}.{meta}")),
+        )
 }
 
 /// Removes `name` from `meta`, checking its shape.
