@@ -11,6 +11,8 @@
 //!   lost frame with its reason.
 //! - [`credit`] is the flow-control arithmetic both ends agree on; [`clock`] turns a
 //!   [`Ping`]/[`Pong`] exchange into a clock-offset estimate.
+//! - [`secure`] authenticates both ends with a pre-shared key (Noise `NNpsk0`) and seals
+//!   every packet after the handshake in a [`Sealed`] message.
 //! - [`io`] (feature `std`, and `tokio` for async) reads and writes packets on streams.
 //!
 //! PROTOCOL.md describes every byte, for implementations in other languages.
@@ -39,6 +41,7 @@ pub mod io;
 pub mod message;
 #[cfg(feature = "alloc")]
 pub mod reassembly;
+pub mod secure;
 pub mod wire;
 
 pub use message::*;
@@ -47,8 +50,11 @@ pub use message::*;
 ///
 /// Version 2 appended [`Hello::previous`]; a version 1 `Hello` no longer parses, and the
 /// decoders tell it apart from a damaged packet
-/// ([`DecodeError::OtherVersionHello`](wire::DecodeError::OtherVersionHello)).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// ([`DecodeError::OtherVersionHello`](wire::DecodeError::OtherVersionHello)). Version 3
+/// added the secure link ([`secure`]: [`SecureHello`] to [`Sealed`]); its `Hello` has the
+/// version 2 layout, and a host refuses a version 2 edge by name rather than let it stream
+/// in the clear past the handshake.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Smallest packet size (message plus CRC, in bytes) a peer may announce or a host may
 /// negotiate: every message but a [`FrameChunk`] or a masked [`InferenceResult`] fits in it.

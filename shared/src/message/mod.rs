@@ -9,6 +9,7 @@ mod frame;
 mod handshake;
 mod mask;
 mod outcome;
+mod secure;
 
 pub use control::{
     Credit, ErrorCode, ErrorReport, Event, EventKind, Heartbeat, Log, LogLevel, Ping, Pong,
@@ -22,6 +23,7 @@ pub use handshake::{
 };
 pub use mask::{MAX_MASK_CELLS, MaskError, RleMask, RleRun, RleRuns, encode_rle};
 pub use outcome::{AlarmFlags, BoundingBox, ClassScore, InferenceResult, Latency, SegmentSummary};
+pub use secure::{AuthRefusal, KEY_ID_LEN, Sealed, SecureHello, SecureReject, SecureWelcome};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +78,14 @@ pub enum Message<'a> {
     Log(Log),
     /// Wire id 13, both: the sender met a fault.
     Error(ErrorReport),
+    /// Wire id 14, edge → host: opens a secure link (version 3).
+    SecureHello(#[serde(borrow)] SecureHello<'a>),
+    /// Wire id 15, host → edge: completes the secure handshake.
+    SecureWelcome(#[serde(borrow)] SecureWelcome<'a>),
+    /// Wire id 16, host → edge: refuses the secure handshake, in the clear.
+    SecureReject(SecureReject),
+    /// Wire id 17, both: any other message, encrypted under the session keys.
+    Sealed(#[serde(borrow)] Sealed<'a>),
 }
 
 /// The kind of a [`Message`], without its contents: for counters and error reports.
@@ -97,11 +107,15 @@ pub enum MessageKind {
     Event,
     Log,
     Error,
+    SecureHello,
+    SecureWelcome,
+    SecureReject,
+    Sealed,
 }
 
 impl MessageKind {
     /// Every kind, in wire-id order.
-    pub const ALL: [MessageKind; 14] = [
+    pub const ALL: [MessageKind; 18] = [
         MessageKind::Hello,
         MessageKind::Welcome,
         MessageKind::Reject,
@@ -116,6 +130,10 @@ impl MessageKind {
         MessageKind::Event,
         MessageKind::Log,
         MessageKind::Error,
+        MessageKind::SecureHello,
+        MessageKind::SecureWelcome,
+        MessageKind::SecureReject,
+        MessageKind::Sealed,
     ];
 
     /// The wire id: the postcard variant index that starts every packet.
@@ -147,6 +165,10 @@ impl Message<'_> {
             Message::Event(_) => MessageKind::Event,
             Message::Log(_) => MessageKind::Log,
             Message::Error(_) => MessageKind::Error,
+            Message::SecureHello(_) => MessageKind::SecureHello,
+            Message::SecureWelcome(_) => MessageKind::SecureWelcome,
+            Message::SecureReject(_) => MessageKind::SecureReject,
+            Message::Sealed(_) => MessageKind::Sealed,
         }
     }
 }

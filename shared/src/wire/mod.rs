@@ -138,6 +138,28 @@ pub fn encode_limited<'b>(
     buf.get(..stuffed + 1).ok_or_else(|| too_small(buf_len))
 }
 
+/// Frames a message's postcard bytes (`body`, as [`parse_body`] takes them) as one wire
+/// packet into `buf`, as [`encode`] frames a [`Message`]: for bytes that arrive already
+/// serialised, such as the inner message of a [`Sealed`](crate::Sealed) packet.
+pub fn encode_body<'b>(body: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
+    let packet_len = body.len() + CRC_LEN;
+    let buf_len = buf.len();
+    let too_small = EncodeError::BufferTooSmall {
+        available: buf_len,
+        needed: encode_buffer_len(packet_len),
+    };
+    let start = cobs::headroom(buf_len);
+    buf.get_mut(start..start + body.len())
+        .ok_or(too_small)?
+        .copy_from_slice(body);
+    buf.get_mut(start + body.len()..start + packet_len)
+        .ok_or(too_small)?
+        .copy_from_slice(&crc32(body).to_le_bytes());
+    let stuffed = cobs::encode_in_place(buf, start, packet_len).ok_or(too_small)?;
+    *buf.get_mut(stuffed).ok_or(too_small)? = DELIMITER;
+    buf.get(..stuffed + 1).ok_or(too_small)
+}
+
 /// Length of `msg` once serialised by postcard, without CRC or framing.
 pub fn serialized_len(msg: &Message<'_>) -> usize {
     postcard::experimental::serialized_size(msg).unwrap_or(usize::MAX / 2)
@@ -168,6 +190,12 @@ pub(crate) fn check_crc(packet: &[u8]) -> Result<&[u8], DecodeError> {
     } else {
         Err(DecodeError::Crc { received, computed })
     }
+}
+
+/// Parses a message's postcard bytes (a packet body without its CRC, or the inner bytes of a
+/// [`Sealed`](crate::Sealed) packet); the bytes must hold exactly one message.
+pub fn parse_body(body: &[u8]) -> Result<Message<'_>, DecodeError> {
+    parse_message(body)
 }
 
 /// Parses a postcard message that must fill `body` exactly; a `Hello` of another protocol

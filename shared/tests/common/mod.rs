@@ -207,6 +207,23 @@ pub fn samples() -> Vec<Message<'static>> {
             code: ErrorCode::Sensor,
             detail: hs("no vsync"),
         }),
+        Message::SecureHello(SecureHello {
+            protocol_version: dinoedge_proto::PROTOCOL_VERSION,
+            key_id: [0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18],
+            noise: leak((0u8..48).collect()),
+        }),
+        Message::SecureWelcome(SecureWelcome {
+            noise: leak((100u8..148).collect()),
+        }),
+        Message::SecureReject(SecureReject {
+            reason: AuthRefusal::RevokedKey,
+            supported_min: 3,
+            supported_max: 3,
+        }),
+        Message::Sealed(Sealed {
+            counter: 300,
+            data: leak((1u8..=20).collect()),
+        }),
     ]
 }
 
@@ -505,6 +522,40 @@ pub fn message(max_chunk: usize) -> impl Strategy<Value = Message<'static>> {
             .prop_map(|(level, text)| Message::Log(Log { level, text })),
         (error_code(), text::<MAX_ERROR_DETAIL>())
             .prop_map(|(code, detail)| Message::Error(ErrorReport { code, detail })),
+        (any::<(u16, [u8; 8])>(), vec(any::<u8>(), 0..=64)).prop_map(
+            |((protocol_version, key_id), noise)| Message::SecureHello(SecureHello {
+                protocol_version,
+                key_id,
+                noise: leak(noise),
+            })
+        ),
+        vec(any::<u8>(), 0..=64)
+            .prop_map(|noise| Message::SecureWelcome(SecureWelcome { noise: leak(noise) })),
+        (auth_refusal(), any::<(u16, u16)>()).prop_map(|(reason, (a, b))| Message::SecureReject(
+            SecureReject {
+                reason,
+                supported_min: a,
+                supported_max: b,
+            }
+        )),
+        (any::<u64>(), vec(any::<u8>(), 0..=max_chunk)).prop_map(
+            |(counter, data)| Message::Sealed(Sealed {
+                counter,
+                data: leak(data),
+            })
+        ),
+    ]
+}
+
+fn auth_refusal() -> impl Strategy<Value = AuthRefusal> {
+    prop_oneof![
+        Just(AuthRefusal::UnsupportedVersion),
+        Just(AuthRefusal::UnknownKey),
+        Just(AuthRefusal::RevokedKey),
+        Just(AuthRefusal::RetiredKey),
+        Just(AuthRefusal::BadProof),
+        Just(AuthRefusal::RateLimited),
+        Just(AuthRefusal::SecureLinkRequired),
     ]
 }
 
