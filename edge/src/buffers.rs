@@ -18,20 +18,33 @@ pub const fn chunk_len(max_packet: usize) -> usize {
     wire::chunk_capacity(max_packet)
 }
 
-/// Transmit, receive and chunk buffers. Size them with [`tx_len`], [`rx_len`] and
-/// [`chunk_len`] of the packet sizes the edge announces:
+/// Packet size to size the buffers for when the edge is to announce `announced` on a secure
+/// link: sealing adds [`SEAL_OVERHEAD`](dinoedge_proto::secure::SEAL_OVERHEAD) bytes to each
+/// packet, and the edge announces what is left.
+pub const fn sealed(announced: usize) -> usize {
+    announced + dinoedge_proto::secure::SEAL_OVERHEAD
+}
+
+/// Transmit, receive and chunk buffers, and the two the secure link seals and opens packets
+/// in. Size them with [`tx_len`], [`rx_len`] and [`chunk_len`] of the packet sizes the edge
+/// announces ([`sealed`] of them on a secure link, so that a 1 KiB minimum survives sealing):
 ///
 /// ```
-/// use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, tx_len};
-/// // 4 KiB packets to the host, 1 KiB from it: about 9.3 KiB in all.
-/// type Buffers = EdgeBuffers<{ tx_len(4096) }, { rx_len(1024) }, { chunk_len(4096) }>;
-/// assert!(core::mem::size_of::<Buffers>() < 9_400);
+/// use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, sealed, tx_len};
+/// // 4 KiB packets to the host, 1 KiB from it, sealed: about 19 KiB in all.
+/// type Buffers =
+///     EdgeBuffers<{ tx_len(sealed(4096)) }, { rx_len(sealed(1024)) }, { chunk_len(4096) }>;
+/// assert!(core::mem::size_of::<Buffers>() < 19_000);
 /// ```
 #[derive(Debug)]
 pub struct EdgeBuffers<const TX: usize, const RX: usize, const CHUNK: usize> {
     pub(crate) tx: [u8; TX],
     pub(crate) rx: [u8; RX],
     pub(crate) chunk: [u8; CHUNK],
+    /// An outgoing message's bytes while they are sealed.
+    pub(crate) seal: [u8; TX],
+    /// An incoming sealed message's bytes while they are opened.
+    pub(crate) open: [u8; RX],
 }
 
 impl<const TX: usize, const RX: usize, const CHUNK: usize> EdgeBuffers<TX, RX, CHUNK> {
@@ -41,6 +54,8 @@ impl<const TX: usize, const RX: usize, const CHUNK: usize> EdgeBuffers<TX, RX, C
             tx: [0; TX],
             rx: [0; RX],
             chunk: [0; CHUNK],
+            seal: [0; TX],
+            open: [0; RX],
         }
     }
 

@@ -8,6 +8,11 @@
 //!            └─────────────────────────┴─ one packet per step: chunk, FrameEnd, Heartbeat, Pong
 //! ```
 //!
+//! On a secure link ([`Edge::secured`]) a Noise handshake comes first: `SecureHello` until a
+//! `SecureWelcome` proves the host holds the key, then every packet, `Hello` first, is sealed;
+//! a clear packet from the host, a forged one or a replayed one is dropped and counted, so a
+//! result that did not come from the host never moves the alarm output (PROTOCOL.md §6.7).
+//!
 //! A session lost to a timeout, an I/O error or a host `Error` is remembered (its id and the
 //! next `seq` it would have used) and told in every following `Hello` as
 //! [`Hello::previous`], so that the host can report the frames that vanished with the
@@ -17,10 +22,14 @@
 //! main loop (or from a timer) as often as the link can take packets.
 
 use dinoedge_proto::credit::CreditWindow;
+use dinoedge_proto::secure::{
+    Channel, Initiator, LinkKey, NOISE_LEN, OpenError, SEAL_OVERHEAD, ephemeral_secret,
+};
 use dinoedge_proto::wire::{self, Decoder, FrameCrc};
 use dinoedge_proto::{
     Capabilities, ErrorCode, Event, EventKind, FrameChunk, FrameEnd, FrameStart, Heartbeat, Hello,
-    MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Pong, PreviousSession, Sensor, Version, Welcome,
+    MIN_PACKET, Message, PROTOCOL_VERSION, Ping, Pong, PreviousSession, SecureHello, Sensor,
+    Version, Welcome,
 };
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
@@ -104,6 +113,29 @@ pub struct EdgeStats {
     pub rejects: u32,
     /// Source errors (the frame in progress was abandoned).
     pub source_errors: u32,
+    /// Secure handshakes completed (the host proved it holds the key).
+    pub secure_handshakes: u32,
+    /// `SecureWelcome`s that did not verify (a host without the key, or a stale answer).
+    pub handshake_failures: u32,
+    /// `SecureReject`s received.
+    pub secure_rejects: u32,
+    /// Sealed packets whose tag did not verify (forged or altered), dropped.
+    pub packets_forged: u32,
+    /// Sealed packets already received or too far behind (replayed), dropped.
+    pub packets_replayed: u32,
+    /// Clear packets on a secure link (a downgrade or a forgery), dropped.
+    pub packets_clear_refused: u32,
+}
+
+/// What a secure edge holds: its key and the seed its handshake secrets are derived from.
+#[derive(Debug, Clone)]
+pub struct EdgeSecurity {
+    /// The pre-shared key (from the key block in flash).
+    pub key: LinkKey,
+    /// Never the same on two boots: the chip's unique id and a boot counter advanced in
+    /// flash before the first handshake, or 32 bytes from a hardware RNG
+    /// ([`ephemeral_secret`] says why).
+    pub boot_seed: [u8; 32],
 }
 
 /// Where the edge is.
@@ -195,6 +227,8 @@ enum State {
 /// A message from the host, reduced to what the edge acts on (so that the receive buffer is
 /// free again before acting).
 enum Incoming {
+    SecureWelcome([u8; NOISE_LEN]),
+    SecureReject,
     Welcome(Welcome),
     Reject,
     Credit(dinoedge_proto::Credit),
@@ -212,6 +246,7 @@ pub struct Edge<'b, L, S, C, A, F, P> {
     decoder: Decoder<&'b mut [u8]>,
     tx: &'b mut [u8],
     chunk: &'b mut [u8],
+    secure: Option<Secure<'b>>,
     max_packet_tx: usize,
     max_packet_rx: usize,
     last_rx_us: u64,
@@ -220,6 +255,17 @@ pub struct Edge<'b, L, S, C, A, F, P> {
     alarm_on: bool,
     buttons: (bool, bool),
     stats: EdgeStats,
+}
+
+/// The secure link's state: the key, the handshake in flight, the session's channel.
+struct Secure<'b> {
+    security: EdgeSecurity,
+    /// Handshakes started since boot: each gets a secret of its own.
+    attempts: u32,
+    initiator: Option<Initiator>,
+    channel: Option<Channel>,
+    seal: &'b mut [u8],
+    open: &'b mut [u8],
 }
 
 type StepResult<L, S> =
@@ -234,13 +280,45 @@ where
     F: InputPin,
     P: InputPin,
 {
-    /// An edge working in `buffers`, starting its handshake at the first step.
+    /// An edge on a clear link (a physically private serial or USB link whose host is
+    /// configured for the clear), working in `buffers`, starting its handshake at the first
+    /// step.
     pub fn new<const TX: usize, const RX: usize, const CHUNK: usize>(
         io: Peripherals<L, S, C, A, F, P>,
         config: EdgeConfig,
         buffers: &'b mut EdgeBuffers<TX, RX, CHUNK>,
     ) -> Self {
+        Self::with_security(io, config, None, buffers)
+    }
+
+    /// An edge on a secure link under `security`'s key: it announces packets
+    /// [`SEAL_OVERHEAD`] bytes smaller than its buffers take (size them with
+    /// [`sealed`](crate::buffers::sealed)).
+    pub fn new_secure<const TX: usize, const RX: usize, const CHUNK: usize>(
+        io: Peripherals<L, S, C, A, F, P>,
+        config: EdgeConfig,
+        security: EdgeSecurity,
+        buffers: &'b mut EdgeBuffers<TX, RX, CHUNK>,
+    ) -> Self {
+        Self::with_security(io, config, Some(security), buffers)
+    }
+
+    fn with_security<const TX: usize, const RX: usize, const CHUNK: usize>(
+        io: Peripherals<L, S, C, A, F, P>,
+        config: EdgeConfig,
+        security: Option<EdgeSecurity>,
+        buffers: &'b mut EdgeBuffers<TX, RX, CHUNK>,
+    ) -> Self {
         let now = io.clock.now_us();
+        let overhead = if security.is_some() { SEAL_OVERHEAD } else { 0 };
+        let secure = security.map(|security| Secure {
+            security,
+            attempts: 0,
+            initiator: None,
+            channel: None,
+            seal: &mut buffers.seal[..],
+            open: &mut buffers.open[..],
+        });
         Edge {
             io,
             config,
@@ -251,8 +329,9 @@ where
             decoder: Decoder::new(&mut buffers.rx[..]),
             tx: &mut buffers.tx[..],
             chunk: &mut buffers.chunk[..],
-            max_packet_tx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_tx(),
-            max_packet_rx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_rx(),
+            secure,
+            max_packet_tx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_tx().saturating_sub(overhead),
+            max_packet_rx: EdgeBuffers::<TX, RX, CHUNK>::max_packet_rx().saturating_sub(overhead),
             last_rx_us: now,
             previous: None,
             alarm_on: false,
@@ -277,6 +356,11 @@ where
     /// Counts since boot.
     pub fn stats(&self) -> &EdgeStats {
         &self.stats
+    }
+
+    /// Whether the link is secure and its handshake done (the session's packets are sealed).
+    pub fn is_sealed(&self) -> bool {
+        self.secure.as_ref().is_some_and(|s| s.channel.is_some())
     }
 
     /// Whether the alarm output is raised.
@@ -349,12 +433,20 @@ where
             let n = self.io.link.read(&mut scratch).map_err(EdgeError::Link)?;
             let mut input = scratch.get(..n).unwrap_or_default();
             while let Some(result) = self.decoder.push(&mut input) {
-                let incoming = match result.and_then(|_| self.decoder.message()) {
-                    Ok(msg) => classify(&msg, &self.config.alarm),
+                let msg = match result.and_then(|_| self.decoder.message()) {
+                    Ok(msg) => msg,
                     Err(_) => {
                         self.stats.packets_rejected += 1;
                         continue;
                     }
+                };
+                let Some(incoming) = unseal(
+                    &msg,
+                    self.secure.as_mut(),
+                    &self.config.alarm,
+                    &mut self.stats,
+                ) else {
+                    continue;
                 };
                 self.stats.packets_received += 1;
                 self.last_rx_us = now;
@@ -369,6 +461,42 @@ where
 
     fn act(&mut self, incoming: Incoming, now: u64) -> StepResult<L, S> {
         match (incoming, &mut self.state) {
+            (
+                Incoming::SecureWelcome(noise),
+                State::Handshake {
+                    next_hello_us,
+                    tries,
+                },
+            ) => {
+                let Some(secure) = &mut self.secure else {
+                    return Ok(());
+                };
+                let Some(initiator) = secure.initiator.take() else {
+                    return Ok(());
+                };
+                match initiator.finish(&noise) {
+                    Ok(channel) => {
+                        secure.channel = Some(channel);
+                        self.stats.secure_handshakes += 1;
+                        info!("secure link established");
+                        // The sealed Hello goes out at once.
+                        *next_hello_us = now;
+                        *tries = 0;
+                        self.timers(now)
+                    }
+                    Err(_) => {
+                        self.stats.handshake_failures += 1;
+                        warn!("SecureWelcome did not verify; ignored");
+                        Ok(())
+                    }
+                }
+            }
+            (Incoming::SecureReject, State::Handshake { next_hello_us, .. }) => {
+                self.stats.secure_rejects += 1;
+                warn!("host refused the secure handshake");
+                *next_hello_us = now + 2_000_000;
+                Ok(())
+            }
             (Incoming::Welcome(w), State::Handshake { .. }) => self.begin_session(&w, now),
             (Incoming::Welcome(w), State::Session(s)) if w.session_id != s.id => {
                 // The host restarted and answered an old Hello: a new session.
@@ -448,6 +576,11 @@ where
             next_hello_us: now,
             tries: 0,
         };
+        if let Some(secure) = &mut self.secure {
+            // The next session needs a new handshake: its keys die with this one.
+            secure.channel = None;
+            secure.initiator = None;
+        }
         self.decoder.reset();
         let _ = self.set_alarm(false);
     }
@@ -464,6 +597,24 @@ where
                 let backoff = self.config.hello_retry_us << (*tries).min(8);
                 *next_hello_us = now + backoff.min(2_000_000);
                 *tries += 1;
+                if let Some(secure) = &mut self.secure {
+                    // A channel the host no longer answers on (it restarted and lost its
+                    // keys) is given up like a session, for a new handshake.
+                    if secure.channel.is_some()
+                        && now.saturating_sub(self.last_rx_us) >= self.config.link_timeout_us
+                    {
+                        warn!("no answer on the secure channel; new handshake");
+                        secure.channel = None;
+                    }
+                    if secure.channel.is_none() {
+                        return send_secure_hello(
+                            &mut self.io.link,
+                            self.tx,
+                            secure,
+                            &mut self.stats,
+                        );
+                    }
+                }
                 let info = self.io.source.info();
                 let hello = Message::Hello(Hello {
                     protocol_version: PROTOCOL_VERSION,
@@ -623,6 +774,7 @@ where
             return send_packet(
                 &mut self.io.link,
                 self.tx,
+                self.secure.as_mut(),
                 max,
                 &Message::FrameEnd(end),
                 &mut self.stats,
@@ -635,7 +787,14 @@ where
             data,
         });
         sending.offset += n as u32;
-        send_packet(&mut self.io.link, self.tx, max, &chunk, &mut self.stats)
+        send_packet(
+            &mut self.io.link,
+            self.tx,
+            self.secure.as_mut(),
+            max,
+            &chunk,
+            &mut self.stats,
+        )
     }
 
     fn set_alarm(&mut self, raise: bool) -> StepResult<L, S> {
@@ -651,28 +810,123 @@ where
     }
 
     fn send(&mut self, msg: &Message<'_>, max_packet: usize) -> StepResult<L, S> {
-        send_packet(&mut self.io.link, self.tx, max_packet, msg, &mut self.stats)
+        send_packet(
+            &mut self.io.link,
+            self.tx,
+            self.secure.as_mut(),
+            max_packet,
+            msg,
+            &mut self.stats,
+        )
     }
 }
 
-/// Encodes `msg` into `tx` and writes it; a free function so that a chunk borrowed from the
-/// edge's chunk buffer can be sent while the edge is borrowed.
+/// Encodes `msg` into `tx` (sealed, once a secure link has its channel) and writes it; a free
+/// function so that a chunk borrowed from the edge's chunk buffer can be sent while the edge
+/// is borrowed. `max_packet` is the session's packet size; sealing adds its overhead.
 fn send_packet<L: Write, SE>(
     link: &mut L,
     tx: &mut [u8],
+    secure: Option<&mut Secure<'_>>,
     max_packet: usize,
     msg: &Message<'_>,
     stats: &mut EdgeStats,
 ) -> Result<(), EdgeError<L::Error, SE>> {
     // Our own messages always fit the buffers they were sized for; if one does not, it is
     // dropped and counted rather than sent cut short.
-    let Ok(bytes) = wire::encode_limited(msg, max_packet, tx) else {
+    let bytes = match secure {
+        None => wire::encode_limited(msg, max_packet, tx).ok(),
+        Some(Secure {
+            channel: Some(channel),
+            seal,
+            ..
+        }) => channel
+            .seal_message(msg, max_packet + SEAL_OVERHEAD, seal, tx)
+            .ok(),
+        // A secure link without its channel sends nothing but its handshake.
+        Some(_) => return Ok(()),
+    };
+    let Some(bytes) = bytes else {
         warn!("packet does not fit; not sent");
         return Ok(());
     };
     link.write_all(bytes).map_err(EdgeError::Link)?;
     stats.packets_sent += 1;
     Ok(())
+}
+
+/// Starts a new secure handshake (a fresh ephemeral secret) and sends its `SecureHello`.
+fn send_secure_hello<L: Write, SE>(
+    link: &mut L,
+    tx: &mut [u8],
+    secure: &mut Secure<'_>,
+    stats: &mut EdgeStats,
+) -> Result<(), EdgeError<L::Error, SE>> {
+    let attempt = secure.attempts;
+    secure.attempts = secure.attempts.wrapping_add(1);
+    let key = &secure.security.key;
+    let secret = ephemeral_secret(key, &secure.security.boot_seed, attempt);
+    let mut noise = [0u8; NOISE_LEN];
+    let Ok(initiator) = Initiator::start(key, PROTOCOL_VERSION, secret, &mut noise) else {
+        warn!("secure handshake could not start");
+        return Ok(());
+    };
+    secure.initiator = Some(initiator);
+    let hello = Message::SecureHello(SecureHello {
+        protocol_version: PROTOCOL_VERSION,
+        key_id: key.id().0,
+        noise: &noise,
+    });
+    // A lone delimiter first ends whatever partial packet the host holds.
+    link.write_all(&[wire::DELIMITER])
+        .map_err(EdgeError::Link)?;
+    send_packet(link, tx, None, MIN_PACKET, &hello, stats)
+}
+
+/// What a packet from the host means to this edge: on a secure link only the handshake's
+/// answers come in the clear and everything else must open under the session's channel;
+/// what does not is counted and dropped (`None`).
+fn unseal(
+    msg: &Message<'_>,
+    secure: Option<&mut Secure<'_>>,
+    rule: &AlarmRule,
+    stats: &mut EdgeStats,
+) -> Option<Incoming> {
+    let Some(secure) = secure else {
+        return Some(classify(msg, rule));
+    };
+    match msg {
+        Message::SecureWelcome(w) => {
+            let mut noise = [0u8; NOISE_LEN];
+            if w.noise.len() != NOISE_LEN {
+                stats.handshake_failures += 1;
+                return None;
+            }
+            noise.copy_from_slice(w.noise);
+            Some(Incoming::SecureWelcome(noise))
+        }
+        Message::SecureReject(_) => Some(Incoming::SecureReject),
+        Message::Sealed(sealed) => {
+            let channel = secure.channel.as_mut()?;
+            match channel.open_message(sealed, secure.open) {
+                Ok(inner) => Some(classify(&inner, rule)),
+                Err(OpenError::Replayed { .. } | OpenError::TooOld { .. }) => {
+                    stats.packets_replayed += 1;
+                    warn!("replayed packet dropped");
+                    None
+                }
+                Err(_) => {
+                    stats.packets_forged += 1;
+                    warn!("packet failed authentication; dropped");
+                    None
+                }
+            }
+        }
+        _ => {
+            stats.packets_clear_refused += 1;
+            None
+        }
+    }
 }
 
 /// Reduces a host message to what the edge acts on.

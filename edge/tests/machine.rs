@@ -8,67 +8,21 @@
     missing_docs
 )]
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+mod common;
+
+use std::cell::Cell;
 use std::rc::Rc;
+
+use common::{End, NullPin, Pipe, TestClock};
 
 use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, tx_len};
 use dinoedge_edge::machine::{Edge, EdgeConfig, NoInput, Peripherals, Phase};
-use dinoedge_edge::port::{Clock, SourceInfo};
+use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge::source::TestPattern;
 use dinoedge_proto::reassembly::{Reassembled, Reassembler, ReassemblerConfig};
 use dinoedge_proto::wire::{self, Decoder};
 use dinoedge_proto::*;
 use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction as PinTransaction};
-
-type Pipe = Rc<RefCell<VecDeque<u8>>>;
-
-/// One end of an in-memory duplex link.
-struct End {
-    rx: Pipe,
-    tx: Pipe,
-}
-
-impl embedded_io::ErrorType for End {
-    type Error = core::convert::Infallible;
-}
-
-impl embedded_io::Read for End {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let mut rx = self.rx.borrow_mut();
-        let n = buf.len().min(rx.len());
-        for b in buf.iter_mut().take(n) {
-            *b = rx.pop_front().unwrap();
-        }
-        Ok(n)
-    }
-}
-
-impl embedded_io::ReadReady for End {
-    fn read_ready(&mut self) -> Result<bool, Self::Error> {
-        Ok(!self.rx.borrow().is_empty())
-    }
-}
-
-impl embedded_io::Write for End {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.tx.borrow_mut().extend(buf.iter().copied());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct TestClock(Cell<u64>);
-
-impl Clock for TestClock {
-    fn now_us(&self) -> u64 {
-        self.0.get()
-    }
-}
 
 const INFO: SourceInfo = SourceInfo {
     width: 64,
@@ -213,19 +167,6 @@ fn run(
         clock.0.set(clock.0.get() + dt_us);
         let _ = edge.step();
         host.pump();
-    }
-}
-
-struct NullPin;
-impl embedded_hal::digital::ErrorType for NullPin {
-    type Error = core::convert::Infallible;
-}
-impl embedded_hal::digital::OutputPin for NullPin {
-    fn set_low(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn set_high(&mut self) -> Result<(), Self::Error> {
-        Ok(())
     }
 }
 
