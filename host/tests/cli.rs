@@ -61,7 +61,14 @@ fn link_needs_to_know_where_the_edge_is() {
         err.contains("--serial PATH, --tcp ADDR or --listen ADDR"),
         "{err}"
     );
-    let (code, _, err) = dinoedge(&["link", "--serial", "/nonexistent/tty", "--seconds", "0.5"]);
+    let (code, _, err) = dinoedge(&[
+        "link",
+        "--serial",
+        "/nonexistent/tty",
+        "--link-cleartext",
+        "--seconds",
+        "0.5",
+    ]);
     // A device that cannot be opened is named and retried (it may be plugged in later); the
     // run ends at its deadline with nothing received.
     assert_eq!(code, 0, "{err}");
@@ -346,4 +353,220 @@ fn model_quantize_writes_a_whole_file_or_none() {
     assert_eq!(report["precision"], "int8");
     assert_eq!(report["calibration_frames"], 5);
     assert_eq!(report["held_out_frames"], 1);
+}
+
+// ---- Patient data: nothing overwritten, owner-only files, encrypted recordings ----
+
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// A small recording of 3 Gray8 frames, encrypted with `key` if given.
+fn small_recording(path: &std::path::Path, key: Option<&dinoedge::recording::RecordingKey>) {
+    let frames = (0..3).map(|i| Ok(common::gray_frame(64, 48, i)));
+    let config = dinoedge::import::ImportConfig {
+        fps: 200.0,
+        packet: 2048,
+        ..dinoedge::import::ImportConfig::default()
+    };
+    let report = dinoedge::import::import_file(frames, "test", &config, path, key).unwrap();
+    assert_eq!(report.frames, 3);
+}
+
+/// `replay FILE` on the tiny fixture model with `extra` arguments.
+fn replay(file: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    let model = fixtures().join("tiny_mlp");
+    let mut args = vec![
+        "replay",
+        file.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--size",
+        "64x64",
+    ];
+    args.extend_from_slice(extra);
+    dinoedge(&args)
+}
+
+#[test]
+fn import_refuses_to_overwrite_and_writes_owner_only_recordings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dcm = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/echo_cine.dcm");
+    let taken = tmp.path().join("taken.rec");
+    std::fs::write(&taken, b"an earlier session").unwrap();
+    let (code, _, err) = dinoedge(&["import", "--dicom", dcm, "-o", taken.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{} exists", taken.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&taken).unwrap(), b"an earlier session");
+    let fresh = tmp.path().join("fresh.rec");
+    let (code, out, err) = dinoedge(&["import", "--dicom", dcm, "-o", fresh.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("30 frames"), "{out}");
+    assert_eq!(file_mode(&fresh), 0o600);
+    // Importing again to the same name is refused too, and the first import stays whole.
+    let before = std::fs::read(&fresh).unwrap();
+    let (code, _, err) = dinoedge(&["import", "--dicom", dcm, "-o", fresh.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read(&fresh).unwrap(), before);
+}
+
+#[test]
+fn replay_refuses_to_overwrite_results_or_overlays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("session.rec");
+    small_recording(&rec, None);
+    let results = tmp.path().join("results.jsonl");
+    std::fs::write(&results, b"{\"earlier\":true}\n").unwrap();
+    let (code, _, err) = replay(&rec, &["--results", results.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{} exists", results.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&results).unwrap(), b"{\"earlier\":true}\n");
+    let overlays = tmp.path().join("overlays");
+    std::fs::create_dir_all(&overlays).unwrap();
+    let old = overlays.join("00000001-000000.png");
+    std::fs::write(&old, b"an earlier overlay").unwrap();
+    let fresh_results = tmp.path().join("fresh.jsonl");
+    let (code, _, err) = replay(
+        &rec,
+        &[
+            "--results",
+            fresh_results.to_str().unwrap(),
+            "--overlays",
+            overlays.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("{} exists", old.display())), "{err}");
+    assert_eq!(std::fs::read(&old).unwrap(), b"an earlier overlay");
+    // Into new places: written, owner only.
+    let new_overlays = tmp.path().join("new-overlays");
+    let new_results = tmp.path().join("new.jsonl");
+    let (code, _, err) = replay(
+        &rec,
+        &[
+            "--results",
+            new_results.to_str().unwrap(),
+            "--overlays",
+            new_overlays.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&new_results)
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(file_mode(&new_results), 0o600);
+    let pngs: Vec<_> = std::fs::read_dir(&new_overlays)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(pngs.len(), 3, "{pngs:?}");
+    for png in &pngs {
+        assert_eq!(file_mode(png), 0o600, "{}", png.display());
+        image::open(png).unwrap();
+    }
+}
+
+#[test]
+fn encrypted_recordings_replay_and_bench_with_their_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("recording.key");
+    let key = dinoedge::recording::create_key_file(&key_file).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let rec = tmp.path().join("sealed.rec");
+    small_recording(&rec, Some(&key));
+    // Without the key: refused, naming the file, the key id and what to pass.
+    let (code, _, err) = replay(&rec, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is encrypted with key id {}",
+            rec.display(),
+            key.id()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--recording-key FILE"), "{err}");
+    // With another key: refused too.
+    let other = tmp.path().join("other.key");
+    dinoedge::recording::create_key_file(&other).unwrap();
+    let (code, _, err) = replay(&rec, &["--recording-key", other.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not with the given key"), "{err}");
+    // With it: every frame, through replay, run --replay and bench.
+    let results = tmp.path().join("replay.jsonl");
+    let (code, _, err) = replay(
+        &rec,
+        &[
+            "--recording-key",
+            key_arg,
+            "--results",
+            results.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap().lines().count(),
+        3
+    );
+    let model = fixtures().join("tiny_mlp");
+    let model = model.to_str().unwrap();
+    let run_results = tmp.path().join("run.jsonl");
+    let (code, _, err) = dinoedge(&[
+        "run",
+        "--replay",
+        rec.to_str().unwrap(),
+        "--recording-key",
+        key_arg,
+        "--policy",
+        "offline",
+        "--model",
+        model,
+        "--size",
+        "64x64",
+        "--results",
+        run_results.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&run_results)
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    let bench_out = tmp.path().join("bench");
+    let (code, out, err) = dinoedge(&[
+        "bench",
+        rec.to_str().unwrap(),
+        "--recording-key",
+        key_arg,
+        "--model",
+        model,
+        "--size",
+        "64x64",
+        "--out",
+        bench_out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        common::read_json(&bench_out.join("report.json"))["frames_processed"],
+        3
+    );
+    // A key file others can read is refused, with the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = replay(&rec, &["--recording-key", key_arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("chmod 600 {key_arg}")), "{err}");
 }

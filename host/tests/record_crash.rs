@@ -1,6 +1,6 @@
 //! `dinoedge record` killed with SIGKILL mid-stream: every complete record is readable, the
 //! recorded edge bytes are exactly a prefix of what the edge sent, the file reopens for append
-//! without repair, and it replays.
+//! without repair, and it replays; the same for a recording encrypted with `--recording-key`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use dinoedge::proto::{
     Capabilities, Hello, MIN_PACKET, Message, PROTOCOL_VERSION, PixelFormat, Sensor, Version, wire,
 };
-use dinoedge::recording::reader::scan;
-use dinoedge::recording::{Damage, RecordKind, RecordingReader, RecordingWriter};
+use dinoedge::recording::reader::scan_with;
+use dinoedge::recording::{
+    Damage, RecordKind, RecordingError, RecordingKey, RecordingReader, RecordingWriter,
+    create_key_file,
+};
 use dinoedge::wire_tools::synth::{SynthConfig, synthesize};
 
 /// The bytes of an edge session: a `Hello`, then frames of the synthetic pattern.
@@ -54,13 +57,34 @@ fn edge_bytes() -> Vec<u8> {
 
 #[test]
 fn a_recording_killed_mid_stream_keeps_everything_complete() {
-    let dir = std::env::temp_dir().join(format!("dinoedge-record-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    killed_mid_stream(false);
+}
+
+#[test]
+fn an_encrypted_recording_killed_mid_stream_keeps_everything_complete() {
+    killed_mid_stream(true);
+}
+
+fn killed_mid_stream(encrypted: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let file = dir.join("crash.rec");
-    let mut recorder = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
-        .args(["record", "--listen", "127.0.0.1:0", "-o"])
-        .arg(&file)
+    let key_file = dir.join("recording.key");
+    let key: Option<RecordingKey> = encrypted.then(|| create_key_file(&key_file).unwrap());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dinoedge"));
+    command
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--link-cleartext",
+            "-o",
+        ])
+        .arg(&file);
+    if encrypted {
+        command.arg("--recording-key").arg(&key_file);
+    }
+    let mut recorder = command
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -94,8 +118,22 @@ fn a_recording_killed_mid_stream_keeps_everything_complete() {
     recorder.wait().unwrap();
     drop(edge);
 
+    // Owner only, from the start.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+    }
+    if encrypted {
+        // Sealed: no key, no records.
+        assert!(matches!(
+            RecordingReader::open(&file),
+            Err(RecordingError::KeyRequired { .. })
+        ));
+    }
+
     // Everything complete reads back; at most the record being written is incomplete.
-    let summary = scan(&file).unwrap();
+    let summary = scan_with(&file, key.as_ref()).unwrap();
     assert!(
         summary
             .damage
@@ -105,7 +143,7 @@ fn a_recording_killed_mid_stream_keeps_everything_complete() {
         "{:?}",
         summary.damage
     );
-    let mut reader = RecordingReader::open(&file).unwrap();
+    let mut reader = RecordingReader::open_with(&file, key.as_ref()).unwrap();
     let mut recorded = Vec::new();
     while let Some(r) = reader.next_record().unwrap() {
         if r.kind == RecordKind::EdgeToHost {
@@ -124,17 +162,17 @@ fn a_recording_killed_mid_stream_keeps_everything_complete() {
     );
 
     // The file reopens without repair: appending cuts off the incomplete record only.
-    let mut writer = RecordingWriter::append(&file).unwrap();
+    let mut writer = RecordingWriter::append_with(&file, key.as_ref()).unwrap();
     writer
         .write(RecordKind::Note, b"{\"resumed\":true}")
         .unwrap();
     writer.finish().unwrap();
-    assert!(scan(&file).unwrap().damage.is_empty());
+    assert!(scan_with(&file, key.as_ref()).unwrap().damage.is_empty());
 
     // And it replays: frames come out of the link.
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fixtures/tiny_mlp");
     let results = dir.join("results.jsonl");
-    let (code, _, err) = common::dinoedge(&[
+    let mut args = vec![
         "replay",
         file.to_str().unwrap(),
         "--model",
@@ -143,7 +181,11 @@ fn a_recording_killed_mid_stream_keeps_everything_complete() {
         "64x64",
         "--results",
         results.to_str().unwrap(),
-    ]);
+    ];
+    if encrypted {
+        args.extend(["--recording-key", key_file.to_str().unwrap()]);
+    }
+    let (code, _, err) = common::dinoedge(&args);
     assert!(code == 0 || code == 1, "{err}");
     let frames = std::fs::read_to_string(&results).unwrap().lines().count();
     assert!(frames >= 10, "{frames} frames replayed; {err}");

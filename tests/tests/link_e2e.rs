@@ -1,6 +1,7 @@
-//! The simulator (the firmware core on Linux) and the host link, end to end: over TCP on
-//! loopback and over a real pseudo-terminal pair opened with tokio-serial; clean, noisy, and
-//! with the host or the edge restarting mid-stream.
+//! The simulator (the firmware core on Linux) and the host link, end to end, with the secure
+//! link on (each edge proves its key, every packet sealed): over TCP on loopback and over a
+//! real pseudo-terminal pair opened with tokio-serial; clean, noisy, with the host or the
+//! edge restarting mid-stream, and with an edge whose key the host does not accept.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,13 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, LiveSource, Transport};
+use dinoedge::link::secure::{Keyring, LinkSecurity, SecureSource, SecurityReport, keyring};
+use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, LiveSource, Source, Transport};
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge::source::TestPattern;
 use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::source::{Cine, FrameList, load_dicom};
 use dinoedge_edge_sim::{SimConfig, SimInput, SimReport, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
+use dinoedge_proto::secure::{LinkKey, parse_key_block};
 
 /// Starts the simulator on its own thread.
 fn start_sim(
@@ -28,6 +31,7 @@ fn start_sim(
     faults: Faults,
     max_frames: Option<u32>,
     input: SimInput,
+    key: Option<LinkKey>,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<SimReport>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -42,12 +46,46 @@ fn start_sim(
                 max_frames,
                 duration: Some(Duration::from_secs(60)),
                 device_id: heapless::String::try_from("e2e").unwrap(),
+                key,
             },
             &stop2,
         )
         .unwrap()
     });
     (stop, handle)
+}
+
+/// A key folder with one key for the simulator's unit, `e2e`.
+struct Keys {
+    _dir: tempfile::TempDir,
+    /// The simulator's key, as its key block holds it.
+    key: LinkKey,
+    /// The host's side.
+    security: LinkSecurity,
+}
+
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let new = keyring::new_key(dir.path(), "e2e", 0).unwrap();
+    let block = std::fs::read(&new.firmware_file).unwrap();
+    let (key, _) = parse_key_block(&block).unwrap();
+    let security = LinkSecurity::new(Keyring::load(dir.path()).unwrap());
+    Keys {
+        _dir: dir,
+        key,
+        security,
+    }
+}
+
+impl Keys {
+    /// `source`, secured with these keys (a fresh gate: a restarted host).
+    fn secure(&self, source: LiveSource) -> Box<dyn Source> {
+        Box::new(SecureSource::new(Box::new(source), self.security.clone()))
+    }
+
+    fn report(&self) -> SecurityReport {
+        self.security.snapshot()
+    }
 }
 
 /// What the host saw.
@@ -125,7 +163,7 @@ fn assert_bit_exact(info: &SourceInfo, seen: &Seen) {
 /// Runs the host link until `until` says the run is complete; `limit` only guards against a
 /// hang (the test then fails on what it saw).
 async fn host(
-    source: LiveSource,
+    source: Box<dyn Source>,
     limit: Duration,
     until: impl Fn(&Seen) -> bool,
 ) -> (Seen, LinkStats) {
@@ -134,7 +172,7 @@ async fn host(
         ..LinkConfig::default()
     };
     let dinoedge::link::Link { mut events, handle } =
-        dinoedge::link::spawn(Box::new(source), config, Instant::now(), 8);
+        dinoedge::link::spawn(source, config, Instant::now(), 8);
     let mut seen = Seen::default();
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
@@ -183,6 +221,7 @@ fn loopback() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact() {
+    let keys = keys();
     let source = LiveSource::new(Transport::TcpListen(loopback())).unwrap();
     let addr = source.local_addr().unwrap();
     let (_stop, sim) = start_sim(
@@ -190,9 +229,19 @@ async fn tcp_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_e
         Faults::default(),
         Some(300),
         echo_input(),
+        Some(keys.key.clone()),
     );
-    let (seen, stats) = host(source, Duration::from_secs(30), |s| s.frames.len() >= 300).await;
+    let (seen, stats) = host(keys.secure(source), Duration::from_secs(30), |s| {
+        s.frames.len() >= 300
+    })
+    .await;
     let report = sim.join().unwrap();
+    let security = keys.report();
+    assert_eq!(security.handshakes_accepted, 1, "{security:?}");
+    assert_eq!(security.audit[0].device_id.as_deref(), Some("e2e"));
+    assert_eq!(security.audit[0].outcome, "accepted");
+    assert_eq!(report.edge.secure_handshakes, 1);
+    assert_eq!(report.edge.packets_forged + report.edge.packets_replayed, 0);
     assert_eq!(seen.frames.len(), 300, "lost: {:?}", seen.lost);
     assert!(seen.lost.is_empty(), "{:?}", seen.lost);
     assert_cine_exact(&echo(), &seen);
@@ -219,6 +268,7 @@ fn pty_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact()
     let path = nix::unistd::ttyname(&pty.slave).unwrap();
     let master = std::fs::File::from(pty.master);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let keys = keys();
     let (seen, stats) = runtime.block_on(async {
         let source = LiveSource::new(Transport::Serial {
             path: path.clone(),
@@ -230,12 +280,17 @@ fn pty_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact()
             Faults::default(),
             Some(300),
             echo_input(),
+            Some(keys.key.clone()),
         );
-        let out = host(source, Duration::from_secs(30), |s| s.frames.len() >= 300).await;
+        let out = host(keys.secure(source), Duration::from_secs(30), |s| {
+            s.frames.len() >= 300
+        })
+        .await;
         sim.join().unwrap();
         out
     });
     drop(pty.slave);
+    assert_eq!(keys.report().handshakes_accepted, 1);
     assert_eq!(seen.frames.len(), 300, "lost: {:?}", seen.lost);
     assert!(seen.lost.is_empty(), "{:?}", seen.lost);
     assert_cine_exact(&echo(), &seen);
@@ -244,6 +299,7 @@ fn pty_300_frames_of_the_echo_cine_at_30_fps_arrive_without_loss_and_bit_exact()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noisy_link_loses_frames_visibly_delivers_nothing_corrupt_and_keeps_going() {
+    let keys = keys();
     let source = LiveSource::new(Transport::TcpListen(loopback())).unwrap();
     let addr = source.local_addr().unwrap();
     let faults = Faults {
@@ -264,8 +320,9 @@ async fn a_noisy_link_loses_frames_visibly_delivers_nothing_corrupt_and_keeps_go
         faults,
         None,
         SimInput::Pattern(small),
+        Some(keys.key.clone()),
     );
-    let (seen, stats) = host(source, Duration::from_secs(20), |s| {
+    let (seen, _stats) = host(keys.secure(source), Duration::from_secs(20), |s| {
         s.frames.len() >= 500 && s.lost.len() >= 20
     })
     .await;
@@ -275,7 +332,10 @@ async fn a_noisy_link_loses_frames_visibly_delivers_nothing_corrupt_and_keeps_go
     assert!(!seen.lost.is_empty(), "faults must cost frames");
     assert!(seen.frames.len() >= 500, "{} frames", seen.frames.len());
     assert_bit_exact(&small, &seen);
-    assert!(stats.resyncs > 0);
+    // Damage is caught below the session, by the secure layer's CRC check (or, where the CRC
+    // misses it, by the tag): the session sees only packets that opened.
+    let security = keys.report();
+    assert!(security.packets_damaged > 0, "{security:?}");
     // Every frame of the session up to the last one told is accounted for, once.
     let told =
         seen.frames.len() as u64 + seen.lost.iter().map(|l| u64::from(l.frames())).sum::<u64>();
@@ -295,6 +355,7 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
     // Host restart: the first host stops, a new one listens on the same port. The edge sees
     // the connection end, reconnects, and is told at once that the new host has no session
     // with it: it never needs its liveness timeout (which would count a link loss).
+    let keys = keys();
     let source = LiveSource::new(Transport::TcpListen(loopback())).unwrap();
     let addr = source.local_addr().unwrap();
     let (sim_stop, sim) = start_sim(
@@ -302,11 +363,18 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
         Faults::default(),
         None,
         echo_input(),
+        Some(keys.key.clone()),
     );
-    let (first, _) = host(source, Duration::from_secs(30), |s| s.frames.len() >= 10).await;
+    let (first, _) = host(keys.secure(source), Duration::from_secs(30), |s| {
+        s.frames.len() >= 10
+    })
+    .await;
     assert!(first.frames.len() >= 10);
     let source = LiveSource::new(Transport::TcpListen(addr)).unwrap();
-    let (second, _) = host(source, Duration::from_secs(30), |s| s.frames.len() >= 10).await;
+    let (second, _) = host(keys.secure(source), Duration::from_secs(30), |s| {
+        s.frames.len() >= 10
+    })
+    .await;
     sim_stop.store(true, Ordering::Relaxed);
     let report = sim.join().unwrap();
     assert!(second.frames.len() >= 10, "frames after the host restart");
@@ -321,7 +389,7 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
     // new one connects. The host learns of it from the end of the stream, not from silence.
     let source = LiveSource::new(Transport::TcpListen(loopback())).unwrap();
     let addr = source.local_addr().unwrap();
-    let host_task = tokio::spawn(host(source, Duration::from_secs(30), |s| {
+    let host_task = tokio::spawn(host(keys.secure(source), Duration::from_secs(30), |s| {
         s.frames_per_session.len() >= 2 && s.frames_per_session[1] >= 10
     }));
     let (_stop1, sim1) = start_sim(
@@ -329,6 +397,7 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
         Faults::default(),
         Some(10),
         echo_input(),
+        Some(keys.key.clone()),
     );
     sim1.join().unwrap();
     let (stop2, sim2) = start_sim(
@@ -336,6 +405,7 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
         Faults::default(),
         None,
         echo_input(),
+        Some(keys.key.clone()),
     );
     let (seen, _) = host_task.await.unwrap();
     stop2.store(true, Ordering::Relaxed);
@@ -347,4 +417,62 @@ async fn host_and_edge_restarts_recover_without_waiting_for_the_timeout() {
         Some("the edge closed the link")
     );
     assert_cine_exact(&echo(), &seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_with_a_key_the_host_does_not_hold_never_reaches_the_pipeline() {
+    let keys = keys();
+    let source = LiveSource::new(Transport::TcpListen(loopback())).unwrap();
+    let addr = source.local_addr().unwrap();
+    let (stop, sim) = start_sim(
+        SimTarget::TcpConnect(addr),
+        Faults::default(),
+        None,
+        echo_input(),
+        Some(LinkKey::new([0x5a; 32])),
+    );
+    let dinoedge::link::Link { mut events, handle } = dinoedge::link::spawn(
+        keys.secure(source),
+        LinkConfig::default(),
+        Instant::now(),
+        8,
+    );
+    // Woken at each audit entry until the address is refused for its failures.
+    let changed = keys.security.changed.clone();
+    let refused = async {
+        while !refused_then_limited(&keys.report()) {
+            changed.notified().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), refused)
+        .await
+        .unwrap_or_else(|_| panic!("{:?}", keys.report()));
+    handle.stop();
+    let mut frames = 0;
+    while let Some(ev) = events.recv().await {
+        if let LinkEvent::Frame(_) | LinkEvent::SessionStarted { .. } = ev {
+            frames += 1;
+        }
+    }
+    handle.finish().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let edge = sim.join().unwrap();
+    let security = keys.report();
+    assert_eq!(frames, 0, "nothing reached the pipeline");
+    assert_eq!(security.handshakes_accepted, 0);
+    assert!(security.audit.iter().all(|e| e.outcome == "refused"));
+    assert_eq!(edge.edge.frames_sent, 0);
+    assert_eq!(edge.edge.secure_handshakes, 0);
+    assert!(edge.edge.secure_rejects >= 3, "{:?}", edge.edge);
+}
+
+/// The refusals name the unknown key three times, then the address is rate-limited.
+fn refused_then_limited(security: &SecurityReport) -> bool {
+    security
+        .handshakes_refused
+        .get("unknown_key")
+        .copied()
+        .unwrap_or(0)
+        >= 3
+        && security.handshakes_refused.contains_key("rate_limited")
 }

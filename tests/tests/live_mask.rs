@@ -270,6 +270,7 @@ fn a_segmentation_mask_reaches_the_edge_over_a_live_link() {
                     max_frames: None,
                     duration: Some(HANG_GUARD),
                     device_id: heapless::String::try_from("mask-test").unwrap(),
+                    key: None,
                 },
                 &sim_stop,
             )

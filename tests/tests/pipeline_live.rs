@@ -1,5 +1,6 @@
-//! The pipeline on a live TCP link from the edge simulator: every frame is accounted for
-//! (processed or superseded), results go back to the edge, latency is measured from capture.
+//! The pipeline on a live, secure TCP link from the edge simulator: every frame is accounted
+//! for (processed or superseded), results go back to the edge, latency is measured from
+//! capture, and the report carries the audit trail.
 //! The pipeline serves one connection and ends when the edge hangs up: no sleeps, no clocks.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
@@ -9,12 +10,14 @@ use std::time::Duration;
 
 use dinoedge::backbone::{InputSize, ModelDir};
 use dinoedge::engine::EngineSetup;
+use dinoedge::link::secure::{Keyring, LinkSecurity, SecureSource, keyring};
 use dinoedge::link::{Limited, LiveSource, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
+use dinoedge_proto::secure::parse_key_block;
 
 #[test]
 fn a_live_link_gets_a_result_for_every_processed_frame() {
@@ -28,13 +31,20 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
         &EngineSetup::cpu(1),
     )
     .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let new = keyring::new_key(keys.path(), "live-test", 0).unwrap();
+    let (key, _) = parse_key_block(&std::fs::read(&new.firmware_file).unwrap()).unwrap();
+    let security = LinkSecurity::new(Keyring::load(keys.path()).unwrap());
     // Bound before the edge starts; the run ends when the edge's one connection does.
     let source = LiveSource::new(Transport::TcpListen("127.0.0.1:0".parse().unwrap())).unwrap();
     let addr = source.local_addr().unwrap();
+    let source = SecureSource::new(Box::new(source), security.clone());
     let run = std::thread::spawn(move || {
         let config = PipelineConfig {
             policy: Policy::Live,
             workers: 1,
+            // The source is secured above; the report reads the trail from here.
+            link_security: Some(security),
             ..PipelineConfig::default()
         };
         // Results in order, each whether its latency ran from capture.
@@ -68,12 +78,23 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
             max_frames: Some(60),
             duration: Some(Duration::from_secs(30)),
             device_id: heapless::String::try_from("live-test").unwrap(),
+            key: Some(key),
         },
         &sim_stop,
     )
     .unwrap();
     let (report, from_capture) = run.join().unwrap();
     assert!(sim.edge.frames_sent >= 60, "{:?}", sim.edge);
+    assert_eq!(sim.edge.secure_handshakes, 1);
+    let security = report.security.clone().unwrap();
+    assert_eq!(security.handshakes_accepted, 1);
+    assert_eq!(security.packets_forged + security.packets_replayed, 0);
+    let json = serde_json::to_value(&report).unwrap();
+    let entry = &json["security"]["audit"][0];
+    assert_eq!(entry["outcome"], "accepted", "{json}");
+    assert_eq!(entry["device_id"], "live-test");
+    assert_eq!(entry["key_id"], new.id.to_string());
+    assert!(entry["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     let told = report.frames_received + report.lost_total();
     assert!(
         told >= 60,

@@ -11,9 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, tx_len};
-use dinoedge_edge::machine::{Edge, EdgeConfig, EdgeError, EdgeStats, NoInput, Peripherals, Phase};
+use dinoedge_edge::machine::{
+    Edge, EdgeConfig, EdgeError, EdgeSecurity, EdgeStats, NoInput, Peripherals, Phase,
+};
 use dinoedge_edge::port::{FrameSource, NewFrame, SourceInfo};
 use dinoedge_edge::source::TestPattern;
+use dinoedge_proto::secure::LinkKey;
 
 use link::{FaultCounts, Faults, LinkError, StdClock, StreamLink};
 use source::FrameList;
@@ -73,6 +76,8 @@ pub struct SimConfig {
     pub duration: Option<Duration>,
     /// The unit's id in `Hello`.
     pub device_id: heapless::String<{ dinoedge_proto::MAX_ID }>,
+    /// The link key, for a secure link; `None` for the clear.
+    pub key: Option<LinkKey>,
 }
 
 /// What happened.
@@ -268,18 +273,29 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
         ..EdgeConfig::default()
     };
     let mut buffers = Box::new(SimBuffers::new());
-    let mut edge = Edge::new(
-        Peripherals {
-            link,
-            source,
-            clock: StdClock(started),
-            alarm: AlarmLed::default(),
-            freeze: NoInput,
-            foot_switch: NoInput,
-        },
-        edge_config,
-        &mut buffers,
-    );
+    let peripherals = Peripherals {
+        link,
+        source,
+        clock: StdClock(started),
+        alarm: AlarmLed::default(),
+        freeze: NoInput,
+        foot_switch: NoInput,
+    };
+    let mut edge = match config.key.clone() {
+        Some(key) => {
+            // A simulator run is a boot: its handshake secrets come from a fresh seed.
+            let mut boot_seed = [0u8; 32];
+            getrandom::fill(&mut boot_seed)
+                .map_err(|e| SimError::Open(format!("no OS entropy for the handshake: {e}")))?;
+            Edge::new_secure(
+                peripherals,
+                edge_config,
+                EdgeSecurity { key, boot_seed },
+                &mut buffers,
+            )
+        }
+        None => Edge::new(peripherals, edge_config, &mut buffers),
+    };
     let mut disconnected = false;
     let mut paused = false;
     let mut bytes_before = 0u64;

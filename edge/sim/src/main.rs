@@ -71,9 +71,13 @@ struct Cli {
     /// Seed of the faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Device id sent in Hello.
-    #[arg(long, default_value = "sim-0001")]
-    device_id: String,
+    /// Device id sent in Hello [default: the key block's, or sim-0001].
+    #[arg(long)]
+    device_id: Option<String>,
+    /// Run a secure link under this key block (from `dinoedge keys new`, the file that would
+    /// be flashed into the firmware); without it the link is in the clear.
+    #[arg(long, value_name = "FILE.keyblock")]
+    key: Option<std::path::PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<PixelFormat, String> {
@@ -153,6 +157,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     };
+    let (key, key_device) = match &cli.key {
+        Some(path) => {
+            let block = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the key block {}: {e}", path.display())
+            })?;
+            let (key, device) = dinoedge_proto::secure::parse_key_block(&block)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (Some(key), Some(device.to_string()))
+        }
+        None => (None, None),
+    };
+    let device_id = cli
+        .device_id
+        .clone()
+        .or(key_device)
+        .unwrap_or_else(|| "sim-0001".to_owned());
     let config = SimConfig {
         input,
         target,
@@ -174,13 +194,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .transpose()?,
         max_frames: cli.frames,
         duration: cli.seconds.map(|s| seconds(s, "--seconds")).transpose()?,
-        device_id: heapless::String::try_from(cli.device_id.as_str()).map_err(|_| {
+        device_id: heapless::String::try_from(device_id.as_str()).map_err(|_| {
             anyhow::anyhow!(
                 "--device-id {:?} is longer than {} bytes",
-                cli.device_id,
+                device_id,
                 dinoedge_proto::MAX_ID
             )
         })?,
+        key,
     };
     let stop = AtomicBool::new(false);
     let report = run_sim(config, &stop)?;

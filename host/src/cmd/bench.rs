@@ -11,14 +11,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use dinoedge::heads::{ClassMask, overlap};
-use dinoedge::import::{ImportConfig, dicom_frames, import};
+use dinoedge::import::{ImportConfig, dicom_frames, import, labels_path};
 use dinoedge::pipeline::{
     self, FrameRecord, Head, HeadOutput, Input, Models, PipelineConfig, PipelineReport,
 };
-use dinoedge::recording::{RecordKind, RecordingReader, RecordingWriter};
+use dinoedge::recording::{RecordKind, RecordingKey, RecordingReader, RecordingWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::import::labels_path;
 use super::model::weights_note;
 use super::run::{ModelArgs, OutputArgs, PaceArgs, PolicyArg, Writers, policy, summary};
 
@@ -55,11 +54,14 @@ pub struct BenchArgs {
     /// Stop after this many frames.
     #[arg(long)]
     frames: Option<u64>,
+    /// Key file of an encrypted recording.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<PathBuf>,
 }
 
 /// Frames in a recording: `FrameStart` packets in what the edge sent.
-fn count_frames(path: &Path) -> anyhow::Result<u64> {
-    let mut reader = RecordingReader::open(path)?;
+fn count_frames(path: &Path, key: Option<&RecordingKey>) -> anyhow::Result<u64> {
+    let mut reader = RecordingReader::open_with(path, key)?;
     let mut decoder = dinoedge::proto::wire::Decoder::new(vec![0u8; 1 << 20]);
     let mut frames = 0;
     while let Some(r) = reader.next_record()? {
@@ -230,11 +232,13 @@ fn read_labels(path: &Path) -> anyhow::Result<BTreeMap<u32, String>> {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let policy = policy(args.policy);
+    let key = super::record::recording_key(args.recording_key.as_deref())?;
     let file = match &args.file {
         Some(f) => f.clone(),
         None => echo_cine_recording(&args.out).context("importing the shipped echo cine")?,
     };
-    let total = count_frames(&file).with_context(|| format!("reading {}", file.display()))?;
+    let total =
+        count_frames(&file, key.as_ref()).with_context(|| format!("reading {}", file.display()))?;
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
     let pace = args.pace.pace(policy)?;
@@ -248,6 +252,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         roi: args.model.region.roi,
         max_frames: args.frames,
         capture_clock: false,
+        recording_key: key,
         ..PipelineConfig::default()
     };
     let labels_file = args

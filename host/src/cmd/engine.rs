@@ -26,7 +26,8 @@ pub enum EngineCommand {
     /// Build a TensorRT engine from a model's graph (or import one made by trtexec), gate it
     /// against the CPU on real frames, and keep it in the engine cache with the verdict. Run it
     /// when provisioning a device, never during an exam: a build takes minutes on a Jetson.
-    Build(BuildArgs),
+    // Boxed: the build's arguments outweigh the other commands' many times over.
+    Build(Box<BuildArgs>),
     /// The cached engines: what each was built from and for, and its gate's verdict.
     List(ListArgs),
     /// Remove cached engines: those the gate refused, those built for another TensorRT, CUDA or
@@ -88,6 +89,9 @@ pub struct BuildArgs {
     /// How many frames the gate compares.
     #[arg(long, default_value_t = 16)]
     gate_frames: usize,
+    /// Key file of encrypted recordings among the --frames.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<std::path::PathBuf>,
     /// The lowest cosine (CLS and patch tokens, worst frame) the engine must reach against the
     /// CPU's FP32 (default 0.999 for fp32 and fp16, 0.995 for int8, `model quantize`'s target).
     #[arg(long)]
@@ -127,7 +131,7 @@ pub struct CleanArgs {
 /// Runs an `engine` subcommand.
 pub fn run(cmd: EngineCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
-        EngineCommand::Build(args) => run_build(args),
+        EngineCommand::Build(args) => run_build(*args),
         EngineCommand::List(args) => run_list(args),
         EngineCommand::Clean(args) => run_clean(args),
     }
@@ -147,8 +151,14 @@ fn run_build(args: BuildArgs) -> anyhow::Result<std::process::ExitCode> {
         roi: args.region.roi,
         ..dinoedge::preprocess::PreprocessConfig::new(args.size)
     };
-    let gathered = dinoedge::quantize::frames::gather(&args.frames, &config, args.gate_frames)
-        .context("reading the gate's frames")?;
+    let key = super::record::recording_key(args.recording_key.as_deref())?;
+    let gathered = dinoedge::quantize::frames::gather_with(
+        &args.frames,
+        &config,
+        args.gate_frames,
+        key.as_ref(),
+    )
+    .context("reading the gate's frames")?;
     for s in &gathered.skipped {
         println!("skipped {}: {}", s.name, s.reason);
     }

@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use dinoedge::import::{
-    ImportConfig, SourceFrame, VideoFrames, dicom_frames, image_frames, import,
+    ImportConfig, SourceFrame, VideoFrames, dicom_frames, image_frames, import_file, labels_path,
 };
-use dinoedge::recording::RecordingWriter;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -36,19 +35,23 @@ pub struct ImportArgs {
     /// greyscale ultrasound scanner would.
     #[arg(long)]
     gray: bool,
-    /// The recording to write.
+    /// The recording to write (never overwritten; readable by its owner only).
     #[arg(short, long)]
     output: PathBuf,
-}
-
-/// Where labels of an import are written.
-pub fn labels_path(recording: &std::path::Path) -> PathBuf {
-    let mut name = recording.as_os_str().to_owned();
-    name.push(".labels.csv");
-    PathBuf::from(name)
+    /// Encrypt the recording with the key in this file.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<PathBuf>,
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let key = super::record::recording_key(args.recording_key.as_deref())?;
+    // Refused before the source is decoded (which can take long); `import_file` checks again
+    // as it creates the file, so that nothing existing is ever written to.
+    for path in [args.output.clone(), labels_path(&args.output)] {
+        if path.symlink_metadata().is_ok() {
+            return Err(dinoedge::import::ImportError::Exists { path }.into());
+        }
+    }
     let mut config = ImportConfig {
         packet: args.packet,
         link_bytes_per_s: args.link_mbps * 1e6,
@@ -79,29 +82,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let frames: Box<dyn Iterator<Item = Result<SourceFrame, _>>> = Box::new(
         frames.map(move |f: Result<SourceFrame, _>| f.map(|f| if gray { f.to_gray() } else { f })),
     );
-    let mut writer = RecordingWriter::create(&args.output)?;
-    let report = import(frames, &source, &config, &mut writer);
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing half-made is left to be mistaken for a recording.
-            drop(writer);
-            let _ = std::fs::remove_file(&args.output);
-            return Err(e).with_context(|| format!("importing {source}"));
-        }
-    };
-    writer.finish()?;
+    let report = import_file(frames, &source, &config, &args.output, key.as_ref())
+        .with_context(|| format!("importing {source}"))?;
     if !report.labels.is_empty() {
-        let path = labels_path(&args.output);
-        let mut csv = String::from("seq,label\n");
-        for (seq, label) in &report.labels {
-            csv.push_str(&format!("{seq},{label}\n"));
-        }
-        std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
         eprintln!(
             "labels of {} frames in {}",
             report.labels.len(),
-            path.display()
+            labels_path(&args.output).display()
         );
     }
     let sizes: Vec<String> = report

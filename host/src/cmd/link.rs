@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use dinoedge::link::secure::{LinkSecurity, SecureSource};
 use dinoedge::link::{LinkConfig, LinkEvent, LinkStats, LiveSource, Source, Transport};
 use dinoedge::recording::{SharedRecording, TappedSource};
 
@@ -34,6 +35,8 @@ pub struct LinkArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     seconds: Option<f64>,
+    #[command(flatten)]
+    security: super::keys::LinkSecurityArgs,
 }
 
 pub fn run(args: LinkArgs) -> anyhow::Result<ExitCode> {
@@ -57,6 +60,7 @@ pub fn run_recording(
     if args.window == 0 {
         bail!("--window must be at least 1");
     }
+    let security = args.security.resolve(&transport)?;
     let duration = args
         .seconds
         .map(|s| {
@@ -71,8 +75,12 @@ pub fn run_recording(
         args.frames,
         duration,
         recording,
+        security.clone(),
     ))?;
     println!("{}", summary(&stats));
+    if let Some(security) = &security {
+        println!("{}", super::run::security_summary(&security.snapshot()));
+    }
     Ok(if stats.lost_total() == 0 && stats.resyncs == 0 {
         ExitCode::SUCCESS
     } else {
@@ -86,15 +94,21 @@ async fn serve(
     max_frames: Option<u64>,
     duration: Option<Duration>,
     recording: Option<SharedRecording>,
+    security: Option<LinkSecurity>,
 ) -> anyhow::Result<LinkStats> {
     let live =
         LiveSource::new(transport.clone()).with_context(|| format!("opening {transport}"))?;
     if let Some(addr) = live.local_addr() {
         eprintln!("listening on {addr}");
     }
-    let source: Box<dyn Source> = match recording {
-        Some(rec) => Box::new(TappedSource::new(Box::new(live), rec)),
+    // Sealing sits below the tap, so a recording holds the clear protocol.
+    let live: Box<dyn Source> = match security {
+        Some(security) => Box::new(SecureSource::new(Box::new(live), security)),
         None => Box::new(live),
+    };
+    let source: Box<dyn Source> = match recording {
+        Some(rec) => Box::new(TappedSource::new(live, rec)),
+        None => live,
     };
     let config = LinkConfig {
         credit_window: window,

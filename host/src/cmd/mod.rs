@@ -7,6 +7,7 @@ mod engine;
 mod features;
 mod gpu;
 mod import;
+mod keys;
 mod link;
 mod model;
 mod preprocess;
@@ -78,6 +79,9 @@ enum Command {
     /// cache.
     #[command(subcommand)]
     Engine(engine::EngineCommand),
+    /// Link keys, one per edge: make, rotate, revoke, list.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print the protocol and software versions.
     Version,
 }
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args),
         Command::Gpu(cmd) => gpu::run(cmd),
         Command::Engine(cmd) => engine::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Version => {
             println!(
                 "dinoedge {} (wire protocol version {})",

@@ -67,6 +67,9 @@ pub struct QuantizeArgs {
     /// Calibration frames to use (the held-out frames come on top).
     #[arg(long, default_value_t = 64)]
     calib_frames: usize,
+    /// Key file of encrypted recordings among the --calib sources.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<PathBuf>,
     /// How each activation's range is chosen: max, percentile:P or mse.
     #[arg(long, default_value = "percentile:99.99")]
     method: Method,
@@ -292,6 +295,7 @@ fn run_quantize(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         int8_attention: !args.fp32_attention,
         roi: args.region.roi,
         threads: args.threads,
+        recording_key: super::record::recording_key(args.recording_key.as_deref())?,
     };
     let quantized = quantize::quantize(&model, &options).with_context(|| {
         format!(

@@ -164,12 +164,20 @@ pub struct RunArgs {
     /// Also record the link's bytes to this file (a live link only).
     #[arg(long, conflicts_with = "replay")]
     record: Option<PathBuf>,
+    /// Key file of the recording: --record writes it encrypted, --replay reads it.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<PathBuf>,
     /// Stop after this many frames were processed.
     #[arg(long)]
     frames: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long)]
     seconds: Option<f64>,
+    #[command(flatten)]
+    security: super::keys::LinkSecurityArgs,
+    /// Write the run's report (counters, latency, and a secure link's audit trail) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// `dinoedge replay FILE`: the same as `run --replay FILE`.
@@ -189,6 +197,9 @@ pub struct ReplayArgs {
     /// Stop after this many frames were processed.
     #[arg(long)]
     frames: Option<u64>,
+    /// Key file of an encrypted recording.
+    #[arg(long, value_name = "FILE")]
+    recording_key: Option<PathBuf>,
 }
 
 impl From<ReplayArgs> for RunArgs {
@@ -204,8 +215,11 @@ impl From<ReplayArgs> for RunArgs {
             model: a.model,
             output: a.output,
             record: None,
+            recording_key: a.recording_key,
             frames: a.frames,
             seconds: None,
+            security: super::keys::LinkSecurityArgs::default(),
+            report: None,
         }
     }
 }
@@ -273,7 +287,8 @@ pub fn ctrl_c_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Writes results and overlays as frames come.
+/// Writes results and overlays as frames come. Neither overwrites an existing file, and both
+/// are readable by their owner only (results describe a patient's images; overlays are them).
 pub struct Writers {
     results: Option<Box<dyn Write>>,
     overlays: Option<PathBuf>,
@@ -282,17 +297,27 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Opens what `args` asks for.
+    /// Opens what `args` asks for; refuses, before any frame is processed, a results file
+    /// that exists or an overlay folder that already holds overlays.
     pub fn open(args: &OutputArgs) -> anyhow::Result<Self> {
         let results: Option<Box<dyn Write>> = match &args.results {
             None => None,
             Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-            Some(p) => Some(Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-            ))),
+            Some(p) => Some(Box::new(std::io::BufWriter::new(create_output(p)?))),
         };
         if let Some(dir) = &args.overlays {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let listing =
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            if let Some(existing) = listing
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| is_overlay_name(p))
+            {
+                bail!(
+                    "{} exists; overlays are never overwritten: choose an empty folder for --overlays",
+                    existing.display()
+                );
+            }
         }
         Ok(Writers {
             results,
@@ -331,6 +356,35 @@ impl Writers {
     }
 }
 
+/// Creates an output file that does not exist yet, mode 0600 from the start.
+fn create_output(path: &Path) -> anyhow::Result<std::fs::File> {
+    dinoedge::files::create_private(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} exists; results and overlays are never overwritten: choose another file or folder",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("creating {}", path.display()))
+        }
+    })
+}
+
+/// Whether `path` is named as [`write_overlay`] names overlays: `SSSSSSSS-QQQQQQ.png`.
+fn is_overlay_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some((session, seq)) = name
+        .strip_suffix(".png")
+        .and_then(|stem| stem.split_once('-'))
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(session) && digits(seq)
+}
+
 /// The frame in RGB with the first mask blended over the part the model saw.
 fn write_overlay(dir: &Path, record: &FrameRecord) -> anyhow::Result<()> {
     let start = &record.frame.start;
@@ -350,8 +404,12 @@ fn write_overlay(dir: &Path, record: &FrameRecord) -> anyhow::Result<()> {
         }
     }
     let path = dir.join(format!("{:08}-{:06}.png", record.session_id, start.seq));
+    let mut png = std::io::Cursor::new(Vec::new());
     image
-        .save(&path)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    create_output(&path)?
+        .write_all(png.get_ref())
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -407,7 +465,32 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
     for d in &report.recording_damage {
         out.push_str(&format!("\nrecording: {d}"));
     }
+    if let Some(security) = &report.security {
+        out.push('\n');
+        out.push_str(&security_summary(security));
+    }
     out
+}
+
+/// One line on a secure link: handshakes accepted and refused (by reason), packets dropped
+/// for failing authentication.
+pub fn security_summary(s: &dinoedge::link::secure::SecurityReport) -> String {
+    let refused: std::collections::BTreeMap<String, u64> = s
+        .handshakes_refused
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+    format!(
+        "secure link: {} handshake(s) accepted, {} refused{}; packets dropped: {} forged, {} \
+         replayed, {} in the clear, {} damaged",
+        s.handshakes_accepted,
+        s.refused_total(),
+        super::losses_by_reason(&refused),
+        s.packets_forged,
+        s.packets_replayed,
+        s.packets_clear_refused,
+        s.packets_damaged,
+    )
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -428,15 +511,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "say where frames come from: --serial PATH, --tcp ADDR, --listen ADDR or --replay FILE"
         ),
     };
+    let link_security = match &input {
+        Input::Link(transport) => args.security.resolve(transport)?,
+        _ => None,
+    };
+    if let Some(path) = &args.report
+        && path.exists()
+    {
+        bail!("{} exists; choose another --report file", path.display());
+    }
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
     let duration = args
         .seconds
         .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--seconds {s}")))
         .transpose()?;
+    let key = super::record::recording_key(args.recording_key.as_deref())?;
     let recording = match &args.record {
         Some(path) => Some(Arc::new(std::sync::Mutex::new(
-            dinoedge::recording::RecordingWriter::create(path)?,
+            dinoedge::recording::RecordingWriter::create_with(path, key.as_ref())?,
         ))),
         None => None,
     };
@@ -448,6 +541,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         duration,
         capture_clock: !matches!(&input, Input::Replay { .. }),
         record: recording.clone(),
+        recording_key: key,
+        link_security,
         ..PipelineConfig::default()
     };
     let stop = ctrl_c_flag();
@@ -494,6 +589,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         rec.finish()?;
     }
     eprintln!("{}", summary(&report, &models));
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&report).context("the run's report")?;
+        dinoedge::files::write_whole(path, &json)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(
         if report.lost_total() == 0 && report.recording_damage.is_empty() {
             ExitCode::SUCCESS

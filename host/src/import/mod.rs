@@ -16,12 +16,13 @@ use dinoedge_proto::{
     PixelFormat, Pong, Sensor, Version, Welcome,
 };
 
-use crate::recording::{RecordKind, RecordingError, RecordingWriter};
+use crate::recording::{RecordKind, RecordingError, RecordingKey, RecordingWriter};
 
 pub use video::{VideoError, VideoFrames};
 
-/// One frame of a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One frame of a source. Its `Debug` shows the pixels' length, never the pixels: they may be
+/// a patient's image.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SourceFrame {
     /// Columns.
     pub width: u16,
@@ -33,6 +34,18 @@ pub struct SourceFrame {
     pub data: Vec<u8>,
     /// A label to keep beside the recording (e.g. the image's class folder).
     pub label: Option<String>,
+}
+
+impl std::fmt::Debug for SourceFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFrame")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("format", &self.format)
+            .field("data_len", &self.data.len())
+            .field("label", &self.label)
+            .finish()
+    }
 }
 
 impl SourceFrame {
@@ -141,6 +154,102 @@ pub enum ImportError {
     /// The recording could not be written.
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    /// An output (the recording or its labels) exists: an import never overwrites a file.
+    #[error("{path} exists; an import never overwrites a file: choose another output")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An output other than the recording (its labels) could not be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where the labels of an import into `recording` go: `FILE.labels.csv` beside it, where
+/// `bench` finds them by itself.
+pub fn labels_path(recording: &Path) -> PathBuf {
+    let mut name = recording.as_os_str().to_owned();
+    name.push(".labels.csv");
+    PathBuf::from(name)
+}
+
+/// Imports `frames` into a new recording at `out` (mode 0600; encrypted with `key` if given),
+/// and their labels, if the source has any, into [`labels_path`] beside it. An output that
+/// exists is refused before anything is written, and a failed import leaves no file behind:
+/// nothing half-made can be taken for a recording, and nothing existing is touched.
+pub fn import_file(
+    frames: impl IntoIterator<Item = Result<SourceFrame, ImportError>>,
+    source: &str,
+    config: &ImportConfig,
+    out: &Path,
+    key: Option<&RecordingKey>,
+) -> Result<ImportReport, ImportError> {
+    let labels = labels_path(out);
+    // `symlink_metadata`: a dangling link is an existing name too.
+    if let Some(path) = [out, labels.as_path()]
+        .into_iter()
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(ImportError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    let mut writer = RecordingWriter::create_with(out, key).map_err(|e| match e {
+        RecordingError::Exists { path } => ImportError::Exists { path },
+        e => ImportError::Recording(e),
+    })?;
+    // From here on `out` is this import's own file: on failure it is removed.
+    let written = import(frames, source, config, &mut writer)
+        .and_then(|report| writer.finish().map(|()| report).map_err(ImportError::from));
+    let report = match written {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = std::fs::remove_file(out);
+            return Err(e);
+        }
+    };
+    if !report.labels.is_empty()
+        && let Err(e) = write_labels(&labels, &report.labels)
+    {
+        let _ = std::fs::remove_file(out);
+        return Err(e);
+    }
+    Ok(report)
+}
+
+/// Writes `labels` as CSV `seq,label` into a new file at `path`, mode 0600.
+fn write_labels(path: &Path, labels: &[(u32, String)]) -> Result<(), ImportError> {
+    use std::io::Write;
+    let mut csv = String::from("seq,label\n");
+    for (seq, label) in labels {
+        csv.push_str(&format!("{seq},{label}\n"));
+    }
+    let mut file = crate::files::create_private(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => ImportError::Exists {
+            path: path.to_owned(),
+        },
+        _ => ImportError::Write {
+            path: path.to_owned(),
+            source: e,
+        },
+    })?;
+    if let Err(e) = file
+        .write_all(csv.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(ImportError::Write {
+            path: path.to_owned(),
+            source: e,
+        });
+    }
+    Ok(())
 }
 
 /// A DICOM cine's frames (Gray8) and its frame rate, if the file states one.

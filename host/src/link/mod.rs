@@ -1,16 +1,19 @@
-//! The host's end of the link to the edge: sources of connections, the session that runs
-//! over them as a state machine, and the runner that does its I/O.
+//! The host's end of the link to the edge: sources of connections (secured by [`secure`]:
+//! the edge proves its key, every packet sealed), the session that runs over them as a state
+//! machine, and the runner that does its I/O.
 //!
 //! ```text
 //!  Source::open ─► Connection ─► runner ─bytes, now─► LinkSession ─► LinkEvent ─► pipeline
 //!  (serial, TCP,     read/write    (tokio)  ◄─packets──  handshake, credit from the consumer's
-//!   a replay; a                     ▲                    free room, reassembly, Ping/Pong clock
-//!   tap records)                    └── OutgoingResult   offset, heartbeats, liveness, counters
+//!   secured by                      ▲                    free room, reassembly, Ping/Pong clock
+//!   `secure`; a replay;             └── OutgoingResult   offset, heartbeats, liveness, counters
+//!   a tap records)
 //! ```
 
 pub mod config;
 pub mod event;
 pub mod runner;
+pub mod secure;
 pub mod session;
 pub mod source;
 pub mod stats;

@@ -216,6 +216,7 @@ impl Runner {
         let Connection {
             mut read,
             mut write,
+            ..
         } = connection;
         let write_limit = self
             .session
@@ -265,9 +266,19 @@ impl Runner {
             if let Some(reason) = ended {
                 return reason;
             }
+            let mut wrote = false;
             while let Some(packet) = self.session.poll_transmit() {
+                wrote = true;
                 // An edge that stops reading must not hold the link hostage.
                 match tokio::time::timeout(write_limit, write.write_all(&packet)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return format!("write error: {e}"),
+                    Err(_) => return "the edge stopped reading".to_owned(),
+                }
+            }
+            // A layer that buffers (the secure link's sealing) sends what it holds.
+            if wrote {
+                match tokio::time::timeout(write_limit, write.flush()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return format!("write error: {e}"),
                     Err(_) => return "the edge stopped reading".to_owned(),

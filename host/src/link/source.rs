@@ -24,6 +24,8 @@ pub struct Connection {
     pub read: ReadHalf,
     /// What the host sends.
     pub write: WriteHalf,
+    /// The peer's address on TCP; `None` on a serial link or a replay.
+    pub peer: Option<SocketAddr>,
 }
 
 /// What [`Source::open`] returns: the next connection, `None` once the source has ended.
@@ -161,6 +163,7 @@ impl LiveSource {
                 Ok(Connection {
                     read: Box::pin(read),
                     write: Box::pin(write),
+                    peer: None,
                 })
             }
             Transport::TcpConnect(addr) => {
@@ -208,10 +211,12 @@ impl Source for LiveSource {
 fn split_tcp(stream: TcpStream) -> Connection {
     // Small packets (credits, results) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let (read, write) = stream.into_split();
     Connection {
         read: Box::pin(read),
         write: Box::pin(write),
+        peer,
     }
 }
 

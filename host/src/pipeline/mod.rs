@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use crate::link::{LinkConfig, LiveSource, Source, Transport};
 use crate::preprocess::{FramePreprocessor, PreprocessConfig};
-use crate::recording::{Gating, Pace, RecordingError, ReplaySource, SharedRecording, TappedSource};
+use crate::recording::{
+    Gating, Pace, RecordingError, RecordingKey, ReplaySource, SharedRecording, TappedSource,
+};
 
 use self::stage::engine::{Degraded, EngineFault, EngineWorker};
 use self::stage::ingest::Ingest;
@@ -111,6 +113,12 @@ pub struct PipelineConfig {
     pub capture_clock: bool,
     /// Record the link's bytes here (a live link only).
     pub record: Option<SharedRecording>,
+    /// The key of an encrypted recording being replayed ([`Input::Replay`]).
+    pub recording_key: Option<RecordingKey>,
+    /// Keys and limits of a secure live link: [`Input::Link`] is secured with them (`None`
+    /// runs it in the clear). A caller passing [`Input::Source`] secures its source itself
+    /// (`link::secure::SecureSource`) and passes the same security here for the report.
+    pub link_security: Option<crate::link::secure::LinkSecurity>,
 }
 
 impl Default for PipelineConfig {
@@ -126,6 +134,8 @@ impl Default for PipelineConfig {
             duration: None,
             capture_clock: true,
             record: None,
+            recording_key: None,
+            link_security: None,
         }
     }
 }
@@ -222,10 +232,18 @@ pub fn run(
     let (source, replay_end): (Box<dyn Source>, _) = match input {
         Input::Source(source) => (source, None),
         Input::Link(transport) => {
-            let live = LiveSource::new(transport)?;
+            let live: Box<dyn Source> = Box::new(LiveSource::new(transport)?);
+            // Sealing sits below the tap, so a recording holds the clear protocol.
+            let live: Box<dyn Source> = match &config.link_security {
+                Some(security) => Box::new(crate::link::secure::SecureSource::new(
+                    live,
+                    security.clone(),
+                )),
+                None => live,
+            };
             let source: Box<dyn Source> = match &config.record {
-                Some(rec) => Box::new(TappedSource::new(Box::new(live), rec.clone())),
-                None => Box::new(live),
+                Some(rec) => Box::new(TappedSource::new(live, rec.clone())),
+                None => live,
             };
             (source, None)
         }
@@ -240,7 +258,13 @@ pub fn run(
             };
             let replay = {
                 let _guard = runtime.enter();
-                ReplaySource::start(&path, pace, gating, repeat_for)?
+                ReplaySource::start_with(
+                    &path,
+                    config.recording_key.clone(),
+                    pace,
+                    gating,
+                    repeat_for,
+                )?
             };
             let end = replay.end();
             (Box::new(replay) as Box<dyn Source>, Some(end))
@@ -390,6 +414,7 @@ pub fn run(
     report.cpu_cores_busy = (end.cpu_s - start.cpu_s) / elapsed;
     report.peak_rss_mib = end.peak_rss_mib;
     report.link = link_stats;
+    report.security = config.link_security.as_ref().map(|s| s.snapshot());
     if let Some(end) = replay_end.and_then(|r| r.borrow().clone()) {
         report.recording_damage = end.damage.iter().map(|d| d.to_string()).collect();
         if let Some(e) = end.error {

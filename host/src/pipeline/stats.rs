@@ -218,6 +218,9 @@ pub struct PipelineReport {
     pub link: LinkStats,
     /// Damage found in a replayed recording.
     pub recording_damage: Vec<String>,
+    /// The secure link's audit trail and counters (a live secure link only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::link::secure::SecurityReport>,
 }
 
 impl PipelineReport {

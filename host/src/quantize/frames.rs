@@ -13,7 +13,7 @@ use dinoedge_proto::wire as proto_wire;
 use crate::link::LinkConfig;
 use crate::preprocess::{FrameRef, PreprocessConfig, Preprocessor, load_image};
 use crate::proto::message::PixelFormat;
-use crate::recording::{RecordKind, RecordingReader};
+use crate::recording::{RecordKind, RecordingKey, RecordingReader};
 use crate::wire_tools::inspect::{InspectEvent, inspect};
 
 use super::QuantizeError;
@@ -87,6 +87,16 @@ pub fn gather(
     config: &PreprocessConfig,
     limit: usize,
 ) -> Result<Gathered, QuantizeError> {
+    gather_with(sources, config, limit, None)
+}
+
+/// [`gather`], with `key` for the encrypted recordings among `sources`.
+pub fn gather_with(
+    sources: &[PathBuf],
+    config: &PreprocessConfig,
+    limit: usize,
+    key: Option<&RecordingKey>,
+) -> Result<Gathered, QuantizeError> {
     let mut pre = Preprocessor::new(config.clone());
     let mut out = Gathered::default();
     for source in sources {
@@ -117,7 +127,7 @@ pub fn gather(
         } else if is_image(source) {
             add_image(source, &mut pre, &mut out, limit);
         } else {
-            add_recording(source, &mut pre, &mut out, limit)?;
+            add_recording(source, key, &mut pre, &mut out, limit)?;
         }
     }
     Ok(out)
@@ -216,6 +226,7 @@ impl Read for EdgeBytes {
 
 fn add_recording(
     path: &Path,
+    key: Option<&RecordingKey>,
     pre: &mut Preprocessor,
     out: &mut Gathered,
     limit: usize,
@@ -224,11 +235,14 @@ fn add_recording(
         path: path.to_path_buf(),
         reason,
     };
-    let reader = RecordingReader::open(path).map_err(|e| {
-        source_error(format!(
+    let reader = RecordingReader::open_with(path, key).map_err(|e| match e {
+        // A recording, but sealed: say which key it needs, not that it is no recording.
+        crate::recording::RecordingError::KeyRequired { .. }
+        | crate::recording::RecordingError::WrongKey { .. } => source_error(e.to_string()),
+        _ => source_error(format!(
             "neither an image ({}) nor a readable recording: {e}",
             IMAGE_EXTENSIONS.join(", ")
-        ))
+        )),
     })?;
     let done = Rc::new(Cell::new(out.frames.len() >= limit));
     let mut bytes = EdgeBytes {

@@ -138,6 +138,8 @@ pub struct QuantizeOptions {
     pub roi: Option<Roi>,
     /// CPU threads for calibration and the sweep.
     pub threads: usize,
+    /// The key of encrypted recordings among the calibration sources.
+    pub recording_key: Option<crate::recording::RecordingKey>,
 }
 
 /// One step of the sensitivity sweep: the blocks kept and the cosine reached.
@@ -256,10 +258,11 @@ pub fn quantize(model: &ModelDir, options: &QuantizeOptions) -> Result<Quantized
         )));
     }
     let wanted = options.calib_frames;
-    let gathered = frames::gather(
+    let gathered = frames::gather_with(
         &options.calib,
         &pre,
         wanted + wanted.div_ceil(HOLD_OUT_EVERY - 1),
+        options.recording_key.as_ref(),
     )?;
     let (mut calib, mut held_out) = (Vec::new(), Vec::new());
     for (i, f) in gathered.frames.into_iter().enumerate() {

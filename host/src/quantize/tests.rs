@@ -50,6 +50,7 @@ fn options(precision: GraphPrecision, calib: Vec<PathBuf>) -> QuantizeOptions {
         int8_attention: true,
         roi: None,
         threads: 1,
+        recording_key: None,
     }
 }
 
@@ -413,6 +414,25 @@ fn recordings_are_calibration_sources_frame_by_frame() {
     // A limit stops reading early.
     let some = frames::gather(&[path], &pre, 3).unwrap();
     assert_eq!(some.frames.len(), 3);
+
+    // The same bytes in an encrypted recording: its key reads them, no key names the key id.
+    let key = crate::recording::RecordingKey::from_bytes([5; 32]);
+    let sealed = tmp.path().join("sealed.rec");
+    let mut w = RecordingWriter::create_with(&sealed, Some(&key)).unwrap();
+    w.write(RecordKind::EdgeToHost, &line).unwrap();
+    w.finish().unwrap();
+    let got = frames::gather_with(std::slice::from_ref(&sealed), &pre, 100, Some(&key)).unwrap();
+    assert_eq!(got.frames.len(), 7);
+    match frames::gather(std::slice::from_ref(&sealed), &pre, 100) {
+        Err(QuantizeError::Source { reason, .. }) => {
+            assert!(reason.contains(&key.id().to_string()), "{reason}");
+            assert!(reason.contains("--recording-key"), "{reason}");
+        }
+        other => panic!(
+            "expected a source error, got {:?}",
+            other.map(|g| g.frames.len())
+        ),
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Reading a recording record by record, streaming (recordings run to gigabytes), checking
-//! each record's CRC and finding the next record by its sync marker after damage.
+//! each record's CRC and finding the next record by its sync marker after damage; in an
+//! encrypted recording, opening each record's sealed payload with the key.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -7,13 +8,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::RecordingError;
-use super::format::{
-    FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, MAX_RECORD_PAYLOAD, RECORD_HEAD, RECORD_SYNC,
-    RecordKind,
-};
+use super::format::{MAX_RECORD_PAYLOAD, RECORD_HEAD, RECORD_SYNC, RecordKind, read_header};
+use super::key::{FileCipher, KeyId, RecordingKey};
 
-/// One record as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One record as read back. Its `Debug` shows the payload's length, never its bytes: they
+/// may be pixels of a patient's images.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Record {
     /// What it holds.
     pub kind: RecordKind,
@@ -23,6 +23,17 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// Where it starts in the file.
     pub offset: u64,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("kind", &self.kind)
+            .field("t_us", &self.t_us)
+            .field("payload_len", &self.payload.len())
+            .field("offset", &self.offset)
+            .finish()
+    }
 }
 
 /// Damage found while reading; the records around it are still read.
@@ -44,6 +55,16 @@ pub enum Damage {
         /// Its bytes present.
         bytes: u64,
     },
+    /// In an encrypted recording, a record whose framing and CRC are whole but whose sealed
+    /// payload fails its authentication tag (altered and given a fresh CRC, moved from another
+    /// offset, or sealed under another key with the same id). It is skipped; the next record
+    /// is read as usual.
+    Unauthenticated {
+        /// Where the record starts.
+        offset: u64,
+        /// Its bytes, framing included.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for Damage {
@@ -55,6 +76,11 @@ impl std::fmt::Display for Damage {
             Damage::TruncatedTail { offset, bytes } => write!(
                 f,
                 "truncated: the last record (offset {offset}, {bytes} bytes) is incomplete"
+            ),
+            Damage::Unauthenticated { offset, bytes } => write!(
+                f,
+                "unauthenticated: the encrypted record at offset {offset} ({bytes} bytes) \
+                 failed its tag and was skipped"
             ),
         }
     }
@@ -72,6 +98,12 @@ pub struct RecordingReader {
     eof: bool,
     damage: Vec<Damage>,
     created_ms: u64,
+    /// Bytes before the first record.
+    header_len: u64,
+    /// The key id of an encrypted recording.
+    key_id: Option<KeyId>,
+    /// Opens the sealed payloads of an encrypted recording.
+    cipher: Option<FileCipher>,
 }
 
 impl std::fmt::Debug for RecordingReader {
@@ -85,52 +117,58 @@ impl std::fmt::Debug for RecordingReader {
 const READ_SIZE: usize = 1 << 20;
 
 impl RecordingReader {
-    /// Opens a recording and checks its header.
+    /// Opens a plain recording and checks its header; an encrypted one is refused with
+    /// [`RecordingError::KeyRequired`] ([`Self::open_with`] takes its key).
     pub fn open(path: &Path) -> Result<Self, RecordingError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens a recording and checks its header. An encrypted recording needs `key`, and the
+    /// right one (its id is in the header): without it, or with another, the error names the
+    /// key id the file needs. A plain recording reads the same with or without a key.
+    pub fn open_with(path: &Path, key: Option<&RecordingKey>) -> Result<Self, RecordingError> {
         let mut file = File::open(path).map_err(|e| RecordingError::io(path, e))?;
-        let mut header = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            let n = file
-                .read(&mut header[got..])
-                .map_err(|e| RecordingError::io(path, e))?;
-            if n == 0 {
-                break;
+        let header = read_header(path, &mut file)?;
+        let (key_id, cipher) = match (header.encryption, key) {
+            (None, _) => (None, None),
+            (Some((key_id, _)), None) => {
+                return Err(RecordingError::KeyRequired {
+                    path: path.to_owned(),
+                    key_id,
+                });
             }
-            got += n;
-        }
-        let magic_len = got.min(FILE_MAGIC.len());
-        if header[..magic_len] != FILE_MAGIC[..magic_len] || got == 0 {
-            return Err(RecordingError::NotARecording {
-                path: path.to_owned(),
-            });
-        }
-        if got < HEADER_LEN {
-            return Err(RecordingError::TruncatedHeader {
-                path: path.to_owned(),
-                len: got as u64,
-            });
-        }
-        let version = u16::from_le_bytes([header[8], header[9]]);
-        if version > FORMAT_VERSION {
-            return Err(RecordingError::NewerVersion {
-                path: path.to_owned(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let mut created = [0u8; 8];
-        created.copy_from_slice(&header[12..20]);
+            (Some((key_id, _)), Some(key)) if key.id() != key_id => {
+                return Err(RecordingError::WrongKey {
+                    path: path.to_owned(),
+                    key_id,
+                    given: key.id(),
+                });
+            }
+            (Some((key_id, salt)), Some(key)) => (Some(key_id), Some(key.file_cipher(&salt))),
+        };
         Ok(RecordingReader {
             path: path.to_owned(),
             file,
             buf: Vec::new(),
             start: 0,
-            buf_offset: HEADER_LEN as u64,
+            buf_offset: header.len as u64,
             eof: false,
             damage: Vec::new(),
-            created_ms: u64::from_le_bytes(created),
+            created_ms: header.created_ms,
+            header_len: header.len as u64,
+            key_id,
+            cipher,
         })
+    }
+
+    /// The id of the key an encrypted recording is sealed with; `None` for a plain one.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key_id
+    }
+
+    /// Bytes before the first record (the header's length, by format version).
+    pub fn header_len(&self) -> u64 {
+        self.header_len
     }
 
     /// When the recording was created, ms since the Unix epoch.
@@ -302,8 +340,20 @@ impl RecordingReader {
                 continue;
             }
             let offset = self.position();
-            let payload = body[RECORD_HEAD - 4..].to_vec();
+            let stored_payload = body.get(RECORD_HEAD - 4..).unwrap_or_default();
+            let payload = match &self.cipher {
+                None => Some(stored_payload.to_vec()),
+                Some(cipher) => cipher.open(offset, kind_byte, t_us, stored_payload),
+            };
             self.start += total;
+            let Some(payload) = payload else {
+                // The framing is whole, so the next record starts right after this one.
+                self.damage.push(Damage::Unauthenticated {
+                    offset,
+                    bytes: total as u64,
+                });
+                continue;
+            };
             if let Some(kind) = RecordKind::from_byte(kind_byte) {
                 return Ok(Some(Record {
                     kind,
@@ -363,11 +413,16 @@ pub struct Scan {
     pub valid_end: u64,
 }
 
-/// Reads a whole recording and sums it up.
+/// Reads a whole plain recording and sums it up ([`scan_with`] for an encrypted one).
 pub fn scan(path: &Path) -> Result<Scan, RecordingError> {
-    let mut reader = RecordingReader::open(path)?;
+    scan_with(path, None)
+}
+
+/// Reads a whole recording, with `key` if it is encrypted, and sums it up.
+pub fn scan_with(path: &Path, key: Option<&RecordingKey>) -> Result<Scan, RecordingError> {
+    let mut reader = RecordingReader::open_with(path, key)?;
     let mut s = Scan {
-        valid_end: HEADER_LEN as u64,
+        valid_end: reader.header_len(),
         ..Scan::default()
     };
     while let Some(r) = reader.next_record()? {

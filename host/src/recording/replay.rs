@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::RecordingError;
 use super::format::RecordKind;
+use super::key::RecordingKey;
 use super::reader::{Damage, RecordingReader};
 use crate::link::{Connection, LinkConfig, OpenFuture, Source};
 
@@ -85,7 +86,18 @@ impl ReplaySource {
         gating: Gating,
         repeat_for: Option<Duration>,
     ) -> Result<ReplaySource, RecordingError> {
-        RecordingReader::open(path)?;
+        Self::start_with(path, None, pace, gating, repeat_for)
+    }
+
+    /// [`Self::start`] for a recording that may be encrypted: `key` opens it.
+    pub fn start_with(
+        path: &Path,
+        key: Option<RecordingKey>,
+        pace: Pace,
+        gating: Gating,
+        repeat_for: Option<Duration>,
+    ) -> Result<ReplaySource, RecordingError> {
+        RecordingReader::open_with(path, key.as_ref())?;
         let (conn_tx, connections) = mpsc::channel(1);
         let (end_tx, end) = watch::channel(None);
         let file = path.to_owned();
@@ -95,7 +107,7 @@ impl ReplaySource {
             let mut first = true;
             loop {
                 let before = end.connections;
-                match RecordingReader::open(&file) {
+                match RecordingReader::open_with(&file, key.as_ref()) {
                     Ok(reader) => {
                         let mut player = Player {
                             reader,
@@ -151,6 +163,7 @@ impl Source for ReplaySource {
                 Connection {
                     read: Box::pin(read),
                     write: Box::pin(CreditSink::new(gate)),
+                    peer: None,
                 }
             }))
         })

@@ -130,6 +130,7 @@ impl Source for TappedSource {
             Ok(Some(Connection {
                 read: Box::pin(TapRead::new(connection.read, rec.clone())),
                 write: Box::pin(TapWrite::new(connection.write, rec)),
+                peer: connection.peer,
             }))
         })
     }

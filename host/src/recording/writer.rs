@@ -1,17 +1,23 @@
 //! Writing a recording: each record goes to the file in one write as it happens (so a killed
 //! process loses nothing the kernel has), and a helper thread syncs the file to the disk every
-//! second (so a power loss costs at most that second).
+//! second (so a power loss costs at most that second). A new file is readable by its owner
+//! only from the moment it exists (it holds patient images); given a key, each record's
+//! payload is sealed on its own, so a crash or damage still costs only the record it hits.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::RecordingError;
-use super::format::{MAX_RECORD_PAYLOAD, RecordKind, encode_record, header};
-use super::reader::scan;
+use super::format::{
+    MAX_RECORD_PAYLOAD, RECORD_HEAD, RecordKind, encode_record, encrypted_header, finish_record,
+    header, read_header, start_record,
+};
+use super::key::{FileCipher, RecordingKey, SALT_LEN, SEAL_OVERHEAD, WRITER_TAG_LEN, fill_random};
+use super::reader::scan_with;
 
 /// How often the helper thread syncs a recording to the disk.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,6 +38,10 @@ pub struct RecordingWriter {
     /// trustworthy) and every later call returns it again.
     failed: Option<String>,
     stop_sync: Arc<AtomicBool>,
+    /// File offset of the next record (its nonce, in an encrypted recording).
+    offset: u64,
+    /// Seals the payloads of an encrypted recording, with this writer's tag.
+    sealing: Option<(FileCipher, [u8; WRITER_TAG_LEN])>,
 }
 
 impl std::fmt::Debug for RecordingWriter {
@@ -44,44 +54,99 @@ impl std::fmt::Debug for RecordingWriter {
 }
 
 impl RecordingWriter {
-    /// Creates a new recording; refuses to overwrite an existing file.
+    /// Creates a new plain (version 1) recording, mode 0600; refuses to overwrite an existing
+    /// file.
     pub fn create(path: &Path) -> Result<Self, RecordingError> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => RecordingError::Exists {
-                    path: path.to_owned(),
-                },
-                _ => RecordingError::io(path, e),
-            })?;
+        Self::create_with(path, None)
+    }
+
+    /// Creates a new recording, mode 0600 from the start; refuses to overwrite an existing
+    /// file. With `key`, an encrypted (version 2) recording: a fresh random salt in the
+    /// header, every record's payload sealed. Without, a plain version 1 recording.
+    pub fn create_with(path: &Path, key: Option<&RecordingKey>) -> Result<Self, RecordingError> {
+        // The randomness first: if the system has none, no file is left behind.
+        let sealing = match key {
+            Some(key) => {
+                let mut salt = [0u8; SALT_LEN];
+                fill_random(&mut salt)?;
+                Some((key, salt, writer_tag(None)?))
+            }
+            None => None,
+        };
+        let mut file = crate::files::create_private(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => RecordingError::Exists {
+                path: path.to_owned(),
+            },
+            _ => RecordingError::io(path, e),
+        })?;
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        file.write_all(&header(created_ms))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| RecordingError::io(path, e))?;
-        Ok(Self::with_file(path, file, 0))
+        let head: Vec<u8> = match &sealing {
+            Some((key, salt, _)) => encrypted_header(created_ms, key.id(), salt).to_vec(),
+            None => header(created_ms).to_vec(),
+        };
+        if let Err(e) = file.write_all(&head).and_then(|()| file.sync_all()) {
+            // The file is ours and holds no record: nothing half-made is left.
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(RecordingError::io(path, e));
+        }
+        let sealing = sealing.map(|(key, salt, tag)| (key.file_cipher(&salt), tag));
+        Ok(Self::with_file(path, file, 0, head.len() as u64, sealing))
+    }
+
+    /// Continues an existing plain recording ([`Self::append_with`] for an encrypted one).
+    pub fn append(path: &Path) -> Result<Self, RecordingError> {
+        Self::append_with(path, None)
     }
 
     /// Continues an existing recording: an incomplete last record (a crash while writing) is
-    /// cut off, everything complete is kept, and new records follow the last one in time.
-    pub fn append(path: &Path) -> Result<Self, RecordingError> {
-        let scan = scan(path)?;
+    /// cut off, everything complete is kept, and new records follow the last one in time. The
+    /// file's mode is left as it is. An encrypted recording needs its key and goes on sealed;
+    /// a plain one refuses a key (one file never mixes plain and sealed records).
+    pub fn append_with(path: &Path, key: Option<&RecordingKey>) -> Result<Self, RecordingError> {
         let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
             .open(path)
             .map_err(|e| RecordingError::io(path, e))?;
+        let header = read_header(path, &mut file)?;
+        if header.encryption.is_none() && key.is_some() {
+            return Err(RecordingError::NotEncrypted {
+                path: path.to_owned(),
+            });
+        }
+        // Checks the key against the header's id, and finds where the intact records end.
+        let scan = scan_with(path, key)?;
+        let sealing = match (header.encryption, key) {
+            (Some((_, salt)), Some(key)) => {
+                // The record this writer overwrites first, if a crashed one left its start.
+                let mut overwritten = [0u8; WRITER_TAG_LEN];
+                let left = file
+                    .seek(SeekFrom::Start(scan.valid_end + RECORD_HEAD as u64))
+                    .and_then(|_| file.read_exact(&mut overwritten))
+                    .is_ok();
+                let tag = writer_tag(left.then_some(overwritten))?;
+                Some((key.file_cipher(&salt), tag))
+            }
+            _ => None,
+        };
         file.set_len(scan.valid_end)
             .and_then(|()| file.seek(SeekFrom::End(0)).map(|_| ()))
             .map_err(|e| RecordingError::io(path, e))?;
         let base = scan.last_t_us.map_or(0, |t| t + 1);
-        Ok(Self::with_file(path, file, base))
+        Ok(Self::with_file(path, file, base, scan.valid_end, sealing))
     }
 
-    fn with_file(path: &Path, file: File, time_base_us: u64) -> Self {
+    fn with_file(
+        path: &Path,
+        file: File,
+        time_base_us: u64,
+        offset: u64,
+        sealing: Option<(FileCipher, [u8; WRITER_TAG_LEN])>,
+    ) -> Self {
         let stop_sync = Arc::new(AtomicBool::new(false));
         if let Ok(clone) = file.try_clone() {
             let stop = stop_sync.clone();
@@ -105,6 +170,8 @@ impl RecordingWriter {
             bytes: 0,
             failed: None,
             stop_sync,
+            offset,
+            sealing,
         }
     }
 
@@ -133,6 +200,11 @@ impl RecordingWriter {
         self.failed.is_some()
     }
 
+    /// Whether the record payloads are sealed (an encrypted, version 2 recording).
+    pub fn encrypted(&self) -> bool {
+        self.sealing.is_some()
+    }
+
     /// Records `payload` now.
     pub fn write(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(), RecordingError> {
         let t = self.now_us();
@@ -153,7 +225,13 @@ impl RecordingWriter {
                 std::io::Error::other(reason.clone()),
             ));
         }
-        let mut pieces = payload.chunks(MAX_RECORD_PAYLOAD).peekable();
+        // A sealed payload carries its writer tag and authentication tag within the limit.
+        let largest = if self.sealing.is_some() {
+            MAX_RECORD_PAYLOAD - SEAL_OVERHEAD
+        } else {
+            MAX_RECORD_PAYLOAD
+        };
+        let mut pieces = payload.chunks(largest).peekable();
         if pieces.peek().is_none()
             && kind != RecordKind::EdgeToHost
             && kind != RecordKind::HostToEdge
@@ -173,11 +251,28 @@ impl RecordingWriter {
         t_us: u64,
         payload: &[u8],
     ) -> Result<(), RecordingError> {
-        encode_record(kind, t_us, payload, &mut self.buf);
+        match &self.sealing {
+            None => encode_record(kind, t_us, payload, &mut self.buf),
+            Some((cipher, tag)) => {
+                start_record(kind, t_us, payload.len() + SEAL_OVERHEAD, &mut self.buf);
+                let sealed =
+                    cipher.seal(self.offset, *tag, kind.byte(), t_us, payload, &mut self.buf);
+                if sealed.is_none() {
+                    let reason = "a record could not be sealed";
+                    self.failed = Some(reason.into());
+                    return Err(RecordingError::io(
+                        &self.path,
+                        std::io::Error::other(reason),
+                    ));
+                }
+                finish_record(&mut self.buf);
+            }
+        }
         if let Err(e) = self.file.write_all(&self.buf) {
             self.failed = Some(e.to_string());
             return Err(RecordingError::io(&self.path, e));
         }
+        self.offset += self.buf.len() as u64;
         self.records += 1;
         self.bytes += payload.len() as u64;
         Ok(())
@@ -195,6 +290,19 @@ impl RecordingWriter {
         self.file
             .sync_all()
             .map_err(|e| RecordingError::io(&self.path, e))
+    }
+}
+
+/// A random writer tag, other than `avoid` (the tag of the first record an append overwrites),
+/// so that a record sealed at an offset a crashed writer had used does not share its nonce
+/// (the nonce is the offset and the writer tag).
+fn writer_tag(avoid: Option<[u8; WRITER_TAG_LEN]>) -> Result<[u8; WRITER_TAG_LEN], RecordingError> {
+    loop {
+        let mut tag = [0u8; WRITER_TAG_LEN];
+        fill_random(&mut tag)?;
+        if Some(tag) != avoid {
+            return Ok(tag);
+        }
     }
 }
 

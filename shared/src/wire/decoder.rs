@@ -159,6 +159,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
         parse_message(body)
     }
 
+    /// The postcard bytes (CRC checked and removed) of the packet that the last
+    /// [`push`](Self::push) completed, unparsed: for a layer that forwards or seals packets
+    /// without reading them.
+    pub fn body(&self) -> Result<&[u8], DecodeError> {
+        let len = self.ready.ok_or(DecodeError::NoPacket)?;
+        self.buf.as_ref().get(..len).ok_or(DecodeError::NoPacket)
+    }
+
     /// Appends stuffed bytes of the current frame, or starts discarding when they overflow.
     fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         if self.discarding {

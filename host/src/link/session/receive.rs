@@ -48,8 +48,21 @@ impl Core {
                 tracing::warn!(code = ?report.code, detail = %report.detail, "edge error");
                 self.emit(LinkEvent::EdgeError(report.clone()));
             }
-            // Host-to-edge messages coming back are ignored (a loopback or a confused peer).
-            Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) | Message::Result(_) => {}
+            // The secure link is the layer below this session (`link::secure`); reaching here,
+            // the edge asks for one that this host was not configured for.
+            Message::SecureHello(_) => tracing::warn!(
+                "the edge asks for a secure link, and this host runs the link in the clear: \
+                 start it with --link-keys DIR holding the edge's key"
+            ),
+            // Host-to-edge messages coming back are ignored (a loopback or a confused peer),
+            // and so are sealed packets without a secure layer to open them.
+            Message::Welcome(_)
+            | Message::Reject(_)
+            | Message::Credit(_)
+            | Message::Result(_)
+            | Message::SecureWelcome(_)
+            | Message::SecureReject(_)
+            | Message::Sealed(_) => {}
         }
     }
 
