@@ -167,6 +167,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Decoder<B> {
         self.buf.as_ref().get(..len).ok_or(DecodeError::NoPacket)
     }
 
+    /// The same bytes as [`body`](Self::body), writable: a layer that opens a sealed packet
+    /// decrypts it where it lies.
+    pub fn body_mut(&mut self) -> Result<&mut [u8], DecodeError> {
+        let len = self.ready.ok_or(DecodeError::NoPacket)?;
+        self.buf
+            .as_mut()
+            .get_mut(..len)
+            .ok_or(DecodeError::NoPacket)
+    }
+
     /// Appends stuffed bytes of the current frame, or starts discarding when they overflow.
     fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         if self.discarding {

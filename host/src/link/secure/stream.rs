@@ -34,8 +34,6 @@ pub struct SealedRead {
     inner: ReadHalf,
     decoder: Decoder<Vec<u8>>,
     channel: Channel,
-    scratch: Vec<u8>,
-    encode_buf: Vec<u8>,
     raw: Vec<u8>,
     /// Clear packets ready for the reader.
     plain: Vec<u8>,
@@ -64,8 +62,6 @@ impl SealedRead {
             inner,
             decoder: Decoder::new(vec![0u8; wire::max_wire_len(sealed)]),
             channel,
-            scratch: vec![0u8; sealed],
-            encode_buf: vec![0u8; wire::encode_buffer_len(sealed)],
             raw: vec![0u8; READ_CHUNK],
             plain: Vec::new(),
             plain_pos: 0,
@@ -96,7 +92,23 @@ impl SealedRead {
                 continue;
             }
             let opened = match self.decoder.message() {
-                Ok(Message::Sealed(sealed)) => self.channel.open_body(&sealed, &mut self.scratch),
+                Ok(Message::Sealed(sealed)) => {
+                    // Where the data lies in the packet, to decrypt it there without a copy.
+                    let (counter, len) = (sealed.counter, sealed.data.len());
+                    let at = self.decoder.body().map_or(0, |b| {
+                        (sealed.data.as_ptr() as usize) - (b.as_ptr() as usize)
+                    });
+                    match self.decoder.body_mut() {
+                        Ok(body) => match body.get_mut(at..at + len) {
+                            Some(data) => self
+                                .channel
+                                .open_in_place(counter, data)
+                                .map(|plain| data.get(..plain).unwrap_or_default()),
+                            None => Err(OpenError::Size { len }),
+                        },
+                        Err(_) => Err(OpenError::Size { len }),
+                    }
+                }
                 Ok(Message::SecureHello(_)) => {
                     self.failed = Some(
                         "the edge began a new secure handshake (it restarted); reconnecting"
@@ -148,9 +160,17 @@ impl SealedRead {
                 }
                 self.hello_checked = true;
             }
-            if let Ok(packet) = wire::encode_body(body, &mut self.encode_buf) {
-                self.plain.extend_from_slice(packet);
-            }
+            // Framed straight onto the end of what waits for the reader.
+            let start = self.plain.len();
+            self.plain.resize(
+                start + wire::encode_buffer_len(body.len() + wire::CRC_LEN),
+                0,
+            );
+            let framed = self
+                .plain
+                .get_mut(start..)
+                .and_then(|tail| wire::encode_body(body, tail).ok().map(<[u8]>::len));
+            self.plain.truncate(start + framed.unwrap_or(0));
         }
     }
 
