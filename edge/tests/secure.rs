@@ -17,7 +17,7 @@ use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, sealed, tx_len};
 use dinoedge_edge::machine::{Edge, EdgeConfig, EdgeSecurity, NoInput, Peripherals, Phase};
 use dinoedge_edge::port::SourceInfo;
 use dinoedge_edge::source::TestPattern;
-use dinoedge_proto::secure::{Channel, LinkKey, NOISE_LEN, SEAL_OVERHEAD, respond};
+use dinoedge_proto::secure::{Channel, Initiator, LinkKey, NOISE_LEN, SEAL_OVERHEAD, respond};
 use dinoedge_proto::wire::{self, Decoder};
 use dinoedge_proto::*;
 use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction as PinTransaction};
@@ -151,6 +151,16 @@ impl SecureHost {
             self.send_clear(&Message::SecureWelcome(SecureWelcome { noise: &m2 }));
         }
     }
+}
+
+/// A whole handshake under `key` between two peers that are not the edge under test: the
+/// host's channel, and its `SecureWelcome` noise.
+fn other_handshake(key: &LinkKey) -> (Channel, [u8; NOISE_LEN]) {
+    let mut m1 = [0u8; NOISE_LEN];
+    let _ = Initiator::start(key, PROTOCOL_VERSION, [5; 32], &mut m1).unwrap();
+    let mut m2 = [0u8; NOISE_LEN];
+    let (channel, _) = respond(key, PROTOCOL_VERSION, [6; 32], &m1, &mut m2).unwrap();
+    (channel, m2)
 }
 
 fn security(key: &LinkKey, boot: u8) -> EdgeSecurity {
@@ -289,11 +299,7 @@ fn a_forged_clear_or_replayed_result_leaves_the_alarm_pin_still() {
     assert_eq!(edge.stats().packets_forged, sealed.data.len() as u32);
 
     // Sealed by a peer with another key.
-    let other = LinkKey::new([4; 32]);
-    let mut m1 = [0u8; NOISE_LEN];
-    let _ = dinoedge_proto::secure::Initiator::start(&other, 3, [5; 32], &mut m1).unwrap();
-    let mut m2 = [0u8; NOISE_LEN];
-    let (mut stranger, _) = respond(&other, 3, [6; 32], &m1, &mut m2).unwrap();
+    let (mut stranger, _) = other_handshake(&LinkKey::new([4; 32]));
     let bytes = stranger
         .seal_message(&SecureHost::alarm_result(0), 2048, &mut scratch, &mut tx)
         .unwrap()
@@ -343,11 +349,7 @@ fn a_host_without_the_key_never_gets_a_session() {
     );
     run(&mut edge, &clock, &mut host, 2);
     // A host holding a different key forges a SecureWelcome for its own handshake.
-    let other = LinkKey::new([8; 32]);
-    let mut m1 = [0u8; NOISE_LEN];
-    let _ = dinoedge_proto::secure::Initiator::start(&other, 3, [5; 32], &mut m1).unwrap();
-    let mut m2 = [0u8; NOISE_LEN];
-    respond(&other, 3, [6; 32], &m1, &mut m2).unwrap();
+    let (_, m2) = other_handshake(&LinkKey::new([8; 32]));
     host.send_clear(&Message::SecureWelcome(SecureWelcome { noise: &m2 }));
     // And a clear Welcome, as a version 2 host would send.
     host.send_clear(&Message::Welcome(Welcome {

@@ -59,8 +59,8 @@ impl fmt::Debug for KeyId {
 }
 
 /// A 32-byte key that recordings are encrypted with. Its `Debug` shows only its id, so that
-/// no log or error message can carry the key itself.
-#[derive(Clone, PartialEq, Eq)]
+/// no log or error message can carry the key itself; it is wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct RecordingKey {
     bytes: [u8; KEY_LEN],
 }
