@@ -28,4 +28,5 @@ pub mod preprocess;
 pub mod probe;
 pub mod quantize;
 pub mod recording;
+pub mod view;
 pub mod wire_tools;

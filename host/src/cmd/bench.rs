@@ -57,6 +57,8 @@ pub struct BenchArgs {
     /// Key file of an encrypted recording.
     #[arg(long, value_name = "FILE")]
     recording_key: Option<PathBuf>,
+    #[command(flatten)]
+    view: super::view::ViewArgs,
 }
 
 /// Frames in a recording: `FrameStart` packets in what the edge sent.
@@ -241,6 +243,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         count_frames(&file, key.as_ref()).with_context(|| format!("reading {}", file.display()))?;
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
+    let view = args.view.start(&models, true)?;
     let pace = args.pace.pace(policy)?;
     let repeat_for = args
         .loop_for
@@ -309,12 +312,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             bar.inc(1);
             writers.frame(record, &models);
             scores.frame(record, &models);
+            if let Some(view) = &view {
+                view.frame(record, &models);
+            }
         },
         |status| {
             bar.set_message(format!(
                 "{:.1} fps, p50 {:.0} ms, p99 {:.0} ms, dropped {}",
                 status.fps, status.p50_ms, status.p99_ms, status.dropped
             ));
+            if let Some(view) = &view {
+                view.status(status);
+            }
         },
     )?;
     bar.finish_and_clear();

@@ -75,9 +75,11 @@ pub enum KeysCommand {
     /// Make a recording key (for `--recording-key`: recordings encrypted at rest), readable by
     /// its owner only; separate from the link keys.
     Recording(RecordingKeyArgs),
+    /// Make the live view's access token (for `--http-token`), readable by its owner only.
+    ViewToken(RecordingKeyArgs),
 }
 
-/// `keys recording`.
+/// `keys recording` and `keys view-token`.
 #[derive(Debug, Args)]
 pub struct RecordingKeyArgs {
     /// The key file to write (never overwritten).
@@ -159,6 +161,19 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             );
         }
         KeysCommand::List(a) => list(&a.dir, now)?,
+        KeysCommand::ViewToken(a) => {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS entropy: {e}"))?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut file = dinoedge::files::create_private(&a.output)
+                .with_context(|| format!("creating {}", a.output.display()))?;
+            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            println!(
+                "view token in {} (mode 0600): give it to the people who may watch",
+                a.output.display()
+            );
+        }
         KeysCommand::Recording(a) => {
             let key = dinoedge::recording::create_key_file(&a.output)?;
             println!(

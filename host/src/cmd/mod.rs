@@ -15,6 +15,7 @@ mod probe;
 mod record;
 mod run;
 mod sweep;
+mod view;
 mod wire;
 
 use std::process::ExitCode;

@@ -178,6 +178,8 @@ pub struct RunArgs {
     /// Write the run's report (counters, latency, and a secure link's audit trail) as JSON here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    view: super::view::ViewArgs,
 }
 
 /// `dinoedge replay FILE`: the same as `run --replay FILE`.
@@ -200,6 +202,8 @@ pub struct ReplayArgs {
     /// Key file of an encrypted recording.
     #[arg(long, value_name = "FILE")]
     recording_key: Option<PathBuf>,
+    #[command(flatten)]
+    view: super::view::ViewArgs,
 }
 
 impl From<ReplayArgs> for RunArgs {
@@ -220,6 +224,7 @@ impl From<ReplayArgs> for RunArgs {
             seconds: None,
             security: super::keys::LinkSecurityArgs::default(),
             report: None,
+            view: a.view,
         }
     }
 }
@@ -522,6 +527,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (workers, threads) = args.model.layout(policy);
     let models = args.model.load(threads)?;
+    let view = args
+        .view
+        .start(&models, matches!(&input, Input::Replay { .. }))?;
     let duration = args
         .seconds
         .map(|s| Duration::try_from_secs_f64(s).with_context(|| format!("--seconds {s}")))
@@ -568,11 +576,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &config,
         input,
         &stop,
-        |record| writers.frame(record, &models),
+        |record| {
+            writers.frame(record, &models);
+            if let Some(view) = &view {
+                view.frame(record, &models);
+            }
+        },
         |status| {
             if live {
                 eprint!("\r\x1b[K{}", status_line(status));
                 let _ = std::io::stderr().flush();
+            }
+            if let Some(view) = &view {
+                view.status(status);
             }
         },
     )?;

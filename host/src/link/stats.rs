@@ -32,6 +32,8 @@ impl FrameLoss {
 pub struct LinkStats {
     /// Connections opened (the first one included).
     pub connections: u64,
+    /// Whether a connection is open now.
+    pub connected: bool,
     /// Sessions begun with a `Welcome`.
     pub sessions: u64,
     /// Bytes received.

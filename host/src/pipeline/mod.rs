@@ -191,6 +191,12 @@ pub struct LiveStatus {
     pub lost: u64,
     /// Dropped at the edge.
     pub dropped_at_edge: u64,
+    /// Frames that came out of the link.
+    pub received: u64,
+    /// Dropped by the host, by reason.
+    pub dropped_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The link's counters as of now.
+    pub link: crate::link::LinkStats,
 }
 
 /// Runs the pipeline on `input` until the input ends (a replay), `stop` turns true, or a

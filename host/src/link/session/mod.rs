@@ -139,6 +139,7 @@ impl LinkSession {
         let core = &mut self.core;
         core.close = None;
         core.stats.connections += 1;
+        core.stats.connected = true;
         // A new connection may be a rebooted edge whose clock began anew: the old offset is
         // void.
         core.stats.clock_offset_us = None;
@@ -217,6 +218,7 @@ impl LinkSession {
         if core.conn.is_none() {
             return;
         }
+        core.stats.connected = false;
         core.settle(|r, out| r.flush(&mut |o| out.push(o)));
         if let Some(conn) = core.conn.take()
             && let Some(session) = conn.session

@@ -160,6 +160,16 @@ impl Output<'_> {
                         + failed.values().sum::<u64>(),
                     lost: link.lost_total(),
                     dropped_at_edge: link.dropped_at_edge,
+                    received: self.counters.received_total(),
+                    dropped_by_reason: {
+                        let mut by = failed.clone();
+                        let superseded = self.counters.dropped_total(super::DropReason::Superseded);
+                        if superseded > 0 {
+                            by.insert(super::DropReason::Superseded.name().to_owned(), superseded);
+                        }
+                        by
+                    },
+                    link,
                 });
                 processed_at_tick = report.frames_processed;
             }
