@@ -380,14 +380,32 @@ impl Drop for LiveView {
     }
 }
 
-/// Encodes the newest frame whenever there is one, one at a time, off the pipeline's threads.
+/// Frames encoded at most this often: more than a viewer's eye (or a bench network) takes
+/// would cost the pipeline CPU for nothing.
+const ENCODE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Encodes the newest frame whenever there is one, one at a time, off the pipeline's threads,
+/// at most every [`ENCODE_INTERVAL`], and only while someone watches.
 fn encode_loop(shared: &Shared) {
+    let mut last_encode: Option<Instant> = None;
     loop {
         let pending = {
             let mut slot = lock(&shared.pending);
             loop {
                 if shared.stopping.load(Ordering::Relaxed) {
                     return;
+                }
+                // Too soon after the last encode: wait out the interval, then take whatever
+                // is newest by then.
+                let wait = last_encode
+                    .map(|t| ENCODE_INTERVAL.saturating_sub(t.elapsed()))
+                    .unwrap_or_default();
+                if !wait.is_zero() {
+                    slot = match shared.wake.wait_timeout(slot, wait) {
+                        Ok((g, _)) => g,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                    continue;
                 }
                 if let Some(p) = slot.take() {
                     break p;
@@ -398,6 +416,13 @@ fn encode_loop(shared: &Shared) {
                 };
             }
         };
+        if shared.viewers.load(Ordering::Relaxed) == 0 {
+            // Nobody watches: the result goes out, the image is not made.
+            lock(&shared.state).frame = Some(pending.json);
+            shared.publish();
+            continue;
+        }
+        last_encode = Some(Instant::now());
         match encode(&pending) {
             Ok(jpeg) => {
                 let n = shared.encoded.fetch_add(1, Ordering::Relaxed) + 1;
