@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_model;
+mod config;
 mod doctor;
 mod engine;
 mod features;

@@ -137,6 +137,10 @@ pub struct OutputArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Take every setting from this TOML file (`/etc/dinoedge/dinoedge.toml` for the service;
+    /// unknown keys refused); nothing else may be given with it.
+    #[arg(long, exclusive = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Serial device of the edge.
     #[arg(long, conflicts_with_all = ["tcp", "listen", "replay"])]
     serial: Option<PathBuf>,
@@ -209,6 +213,7 @@ pub struct ReplayArgs {
 impl From<ReplayArgs> for RunArgs {
     fn from(a: ReplayArgs) -> Self {
         RunArgs {
+            config: None,
             serial: None,
             baud: 115_200,
             tcp: None,
@@ -498,7 +503,48 @@ pub fn security_summary(s: &dinoedge::link::secure::SecurityReport) -> String {
     )
 }
 
+/// The command line a config file stands for, parsed as if typed.
+#[derive(Debug, clap::Parser)]
+#[command(no_binary_name = true, name = "dinoedge run")]
+struct RunLine {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// `run --config FILE`: the file's settings as `run`'s flags; a value the flag refuses is
+/// reported with its config key.
+fn from_config(path: &Path) -> anyhow::Result<RunArgs> {
+    let config = super::config::load(path)?;
+    let argv = config.to_args();
+    let line = <RunLine as clap::Parser>::try_parse_from(argv.iter().skip(1)).map_err(|e| {
+        let rendered = e.to_string();
+        // clap's first line says what is wrong; its usage hints are about flags, not keys.
+        let text = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned();
+        let key = argv
+            .iter()
+            .filter(|a| a.starts_with("--") && text.contains(a.as_str()))
+            .find_map(|a| super::config::key_of_flag(a));
+        match key {
+            Some(key) => anyhow::anyhow!(
+                "the config {} is refused: key {key}: {}",
+                path.display(),
+                text.trim()
+            ),
+            None => anyhow::anyhow!("the config {} is refused: {}", path.display(), text.trim()),
+        }
+    })?;
+    Ok(line.args)
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.config {
+        return run(from_config(path)?);
+    }
     let policy = policy(args.policy);
     let input = match (&args.serial, args.tcp, args.listen, &args.replay) {
         (Some(path), None, None, None) => Input::Link(Transport::Serial {
