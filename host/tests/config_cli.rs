@@ -14,10 +14,7 @@ use common::{dinoedge, fixture_model};
 #[test]
 fn a_config_runs_a_replay_and_a_bad_one_is_refused_by_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("echo.rec");
-    let dcm = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/echo_cine.dcm");
-    let (code, _, err) = dinoedge(&["import", "--dicom", dcm, "-o", rec.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let rec = common::import_echo_cine(tmp.path());
     let results = tmp.path().join("results.jsonl");
     let config = tmp.path().join("dinoedge.toml");
     let good = format!(

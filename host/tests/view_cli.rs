@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
-use common::{dinoedge, fixture_model};
+use common::fixture_model;
 
 /// The replay process, killed if the test ends early.
 struct Child(std::process::Child);
@@ -48,10 +48,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 #[test]
 fn a_replay_with_the_view_on_serves_its_frames_and_a_stalled_viewer_blocks_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("echo.rec");
-    let dcm = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/echo_cine.dcm");
-    let (code, _, err) = dinoedge(&["import", "--dicom", dcm, "-o", rec.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let rec = common::import_echo_cine(tmp.path());
     let results = tmp.path().join("results.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
         .args(["replay", rec.to_str().unwrap(), "--http", "127.0.0.1:0"])

@@ -121,3 +121,12 @@ pub fn write_recording(
     w.finish().unwrap();
     path.to_owned()
 }
+
+/// The echo cine shipped in tests/data, imported as a recording into `dir`; its path.
+pub fn import_echo_cine(dir: &std::path::Path) -> std::path::PathBuf {
+    let rec = dir.join("echo.rec");
+    let dcm = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/echo_cine.dcm");
+    let (code, _, err) = dinoedge(&["import", "--dicom", dcm, "-o", rec.to_str().unwrap_or("")]);
+    assert_eq!(code, 0, "{err}");
+    rec
+}
