@@ -28,5 +28,6 @@ pub mod preprocess;
 pub mod probe;
 pub mod quantize;
 pub mod recording;
+pub mod telemetry;
 pub mod view;
 pub mod wire_tools;

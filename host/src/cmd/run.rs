@@ -479,6 +479,10 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         out.push('\n');
         out.push_str(&security_summary(security));
     }
+    if let Some(telemetry) = &report.telemetry {
+        out.push('\n');
+        out.push_str(&telemetry.summary_line());
+    }
     out
 }
 

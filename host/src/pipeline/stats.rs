@@ -221,6 +221,10 @@ pub struct PipelineReport {
     /// The secure link's audit trail and counters (a live secure link only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::link::secure::SecurityReport>,
+    /// Power mode, clocks, temperatures, power rails and throttling over the run, sampled once
+    /// a second (only where the machine exposes any of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetryReport>,
 }
 
 impl PipelineReport {

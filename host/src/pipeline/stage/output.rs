@@ -15,6 +15,7 @@ use crate::pipeline::analyze::Models;
 use crate::pipeline::record::FrameRecord;
 use crate::pipeline::stats::{Percentiles, PipelineReport, ProcessUsage, micros_histogram};
 use crate::pipeline::{LiveStatus, PipelineConfig};
+use crate::telemetry::{self, TelemetryReport};
 
 /// How often the stage wakes without a frame, to see the stop flag and the clock.
 const POLL: Duration = Duration::from_millis(50);
@@ -78,6 +79,8 @@ impl Output<'_> {
         let deadline = self.config.duration.map(|d| started + d);
         let mut last_tick = started;
         let mut last_rss: Option<Instant> = None;
+        // Read once: a test points it at a fixture tree through the environment.
+        let sysfs_root = telemetry::root();
         let mut processed_at_tick = 0u64;
         let mut results_after_link_end = 0u64;
         loop {
@@ -145,6 +148,8 @@ impl Output<'_> {
                 report
                     .rss_timeline
                     .push((started.elapsed().as_secs_f64(), ProcessUsage::now().rss_mib));
+                // The hardware on the same beat: clocks, temperatures, power, throttling.
+                TelemetryReport::add_to(&mut report.telemetry, telemetry::sample(&sysfs_root));
             }
             if last_tick.elapsed() >= TICK {
                 let link = self.link_stats.borrow().clone();
@@ -175,6 +180,9 @@ impl Output<'_> {
             }
         }
         let elapsed_s = started.elapsed().as_secs_f64();
+        // One more at the end, so that `last` is the hardware as the run left it even when the
+        // run was shorter than the beat.
+        TelemetryReport::add_to(&mut report.telemetry, telemetry::sample(&sysfs_root));
         report.dropped.extend(failed);
         report.latency = Percentiles::of(&latency);
         report.stages = stage_hists
