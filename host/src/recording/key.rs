@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use chacha20poly1305::aead::AeadInPlace;
@@ -100,19 +99,15 @@ impl RecordingKey {
     /// Reads a key file written by [`create_key_file`]. A key file that its group or others
     /// may read is refused, whatever it holds: the key in it must be taken as known.
     pub fn load(path: &Path) -> Result<Self, RecordingError> {
-        let file = std::fs::File::open(path).map_err(|e| RecordingError::io(path, e))?;
-        // The mode of the file opened, not of whatever the path names a moment later.
-        let mode = file
-            .metadata()
-            .map_err(|e| RecordingError::io(path, e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(RecordingError::KeyFileReadableByOthers {
-                path: path.to_owned(),
-                mode: mode & 0o7777,
-            });
-        }
+        let file = crate::files::open_private(path).map_err(|e| match e {
+            crate::files::OpenPrivateError::Io(e) => RecordingError::io(path, e),
+            crate::files::OpenPrivateError::ReadableByOthers(mode) => {
+                RecordingError::KeyFileReadableByOthers {
+                    path: path.to_owned(),
+                    mode,
+                }
+            }
+        })?;
         let bad = |reason: &str| RecordingError::KeyFileFormat {
             path: path.to_owned(),
             reason: reason.to_owned(),

@@ -3,7 +3,6 @@
 //! (HttpOnly, Secure, SameSite=Strict), never carried in a URL.
 
 use std::collections::HashSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The session cookie's name.
@@ -48,14 +47,15 @@ pub fn load_token(path: &Path) -> Result<String, TokenError> {
         path: path.to_owned(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(TokenError::TooOpen {
+    let mut file = crate::files::open_private(path).map_err(|e| match e {
+        crate::files::OpenPrivateError::Io(e) => io(e),
+        crate::files::OpenPrivateError::ReadableByOthers(mode) => TokenError::TooOpen {
             path: path.to_owned(),
-            mode,
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(io)?;
+            mode: mode & 0o777,
+        },
+    })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
     let token = text.lines().next().unwrap_or_default().trim().to_owned();
     if token.len() < 16 {
         return Err(TokenError::TooShort {
@@ -151,6 +151,8 @@ pub fn token_matches(presented: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 

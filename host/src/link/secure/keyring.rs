@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use dinoedge_proto::secure::{KeyId, LinkKey, PSK_LEN, key_block};
@@ -317,18 +317,19 @@ fn read_key_file(path: &Path) -> Result<KeyEntry, KeyError> {
         path: path.to_owned(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::TooOpen {
+    let mut file = crate::files::open_private(path).map_err(|e| match e {
+        crate::files::OpenPrivateError::Io(e) => io(e),
+        crate::files::OpenPrivateError::ReadableByOthers(mode) => KeyError::TooOpen {
             path: path.to_owned(),
-            mode,
-        });
-    }
+            mode: mode & 0o777,
+        },
+    })?;
     let malformed = |reason: String| KeyError::Malformed {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read(path).map_err(io)?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut text).map_err(io)?;
     let file: KeyFile = serde_json::from_slice(&text).map_err(|e| malformed(e.to_string()))?;
     if file.format != KEY_FORMAT || file.version != 1 {
         return Err(malformed(format!(
@@ -387,19 +388,12 @@ fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
 
 /// Writes a new owner-only file; refuses to replace one.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)
+    crate::files::create_private(path)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .map_err(|source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Replaces an owner-only file whole: a new file beside it, then a rename.
@@ -430,6 +424,8 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
