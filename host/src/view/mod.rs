@@ -271,8 +271,9 @@ impl LiveView {
         self.local_addr
     }
 
-    /// A processed frame: its result goes out with the next update; its image replaces any
-    /// not yet encoded (the newest wins). Cheap: called on the pipeline's output thread.
+    /// A processed frame: its result goes out with the next update; while someone watches, its
+    /// image replaces any not yet encoded (the newest wins). Cheap: called on the pipeline's
+    /// output thread.
     pub fn frame(&self, record: &FrameRecord, models: &Models) {
         let json = record.to_json(models);
         {
@@ -290,6 +291,12 @@ impl LiveView {
                     .or_default()
                     .observe(us as f64 / 1000.0);
             }
+        }
+        if self.shared.viewers.load(Ordering::Relaxed) == 0 {
+            // Nobody watches: the result is kept for the next update (the status's, twice a
+            // second), and the frame is neither copied nor encoded.
+            lock(&self.shared.state).frame = Some(json);
+            return;
         }
         let start = &record.frame.start;
         let pending = Pending {
