@@ -135,7 +135,7 @@ pub struct ListArgs {
 
 /// Runs a `keys` subcommand.
 pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    let now = now_unix_s();
+    let now = dinoedge::link::secure::unix_ms() / 1000;
     match cmd {
         KeysCommand::New(a) => {
             let new = keyring::new_key(&a.dir, &a.device, now)?;
@@ -212,13 +212,6 @@ fn list(dir: &Path, now: u64) -> anyhow::Result<()> {
         println!("{:<24} {:<16} {state}", e.device_id, e.id.to_string());
     }
     Ok(())
-}
-
-fn now_unix_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn parse_window(text: &str) -> Result<u64, String> {

@@ -27,7 +27,7 @@ use dinoedge_proto::wire;
 use dinoedge_proto::{Message, PROTOCOL_VERSION, SecureReject};
 
 /// Now, milliseconds since the Unix epoch (audit times, key windows).
-pub(crate) fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
