@@ -153,6 +153,21 @@ impl SecureHost {
     }
 }
 
+/// The counter and sealed data `channel` gives `msg`: where a forger altering a genuine packet
+/// starts from.
+fn sealed_parts(channel: &mut Channel, msg: &Message<'_>) -> (u64, Vec<u8>) {
+    let (mut scratch, mut tx) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let packet = channel
+        .seal_message(msg, 2048, &mut scratch, &mut tx)
+        .unwrap()
+        .to_vec();
+    let mut decoder = Decoder::new(vec![0u8; 4096]);
+    let Message::Sealed(sealed) = decoder.decode(&mut &packet[..]).unwrap().unwrap() else {
+        panic!("not a sealed packet")
+    };
+    (sealed.counter, sealed.data.to_vec())
+}
+
 /// A whole handshake under `key` between two peers that are not the edge under test: the
 /// host's channel, and its `SecureWelcome` noise.
 fn other_handshake(key: &LinkKey) -> (Channel, [u8; NOISE_LEN]) {
@@ -274,32 +289,27 @@ fn a_forged_clear_or_replayed_result_leaves_the_alarm_pin_still() {
     assert!(!edge.alarm_raised());
     assert_eq!(edge.stats().packets_clear_refused, 1);
 
-    // Sealed, then altered in each byte of its data in turn.
-    let mut forged_channel = host.channel.clone().unwrap();
-    let (mut scratch, mut tx) = (vec![0u8; 4096], vec![0u8; 4096]);
-    let packet = forged_channel
-        .seal_message(&SecureHost::alarm_result(0), 2048, &mut scratch, &mut tx)
-        .unwrap()
-        .to_vec();
-    let mut body = Decoder::new(vec![0u8; 4096]);
-    let msg = body.decode(&mut &packet[..]).unwrap().unwrap();
-    let Message::Sealed(sealed) = msg else {
-        panic!()
-    };
-    for i in 0..sealed.data.len() {
-        let mut data = sealed.data.to_vec();
+    // Sealed (by a copy of the host's channel, whose counter the genuine result below uses
+    // again), then altered in each byte of its data in turn.
+    let (counter, sealed) = sealed_parts(
+        &mut host.channel.clone().unwrap(),
+        &SecureHost::alarm_result(0),
+    );
+    for i in 0..sealed.len() {
+        let mut data = sealed.clone();
         data[i] ^= 0x01;
         host.send_clear(&Message::Sealed(Sealed {
-            counter: sealed.counter,
+            counter,
             data: &data,
         }));
     }
     run(&mut edge, &clock, &mut host, 4);
     assert!(!edge.alarm_raised());
-    assert_eq!(edge.stats().packets_forged, sealed.data.len() as u32);
+    assert_eq!(edge.stats().packets_forged, sealed.len() as u32);
 
     // Sealed by a peer with another key.
     let (mut stranger, _) = other_handshake(&LinkKey::new([4; 32]));
+    let (mut scratch, mut tx) = (vec![0u8; 4096], vec![0u8; 4096]);
     let bytes = stranger
         .seal_message(&SecureHost::alarm_result(0), 2048, &mut scratch, &mut tx)
         .unwrap()
@@ -424,29 +434,17 @@ fn a_bit_flipping_peer_never_moves_the_alarm() {
     // where the flip is in the data so that only the tag can catch it.
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for seq in 0..200u32 {
-        let mut channel = host.channel.clone().unwrap();
-        let (mut scratch, mut tx) = (vec![0u8; 4096], vec![0u8; 4096]);
-        let packet = channel
-            .seal_message(&SecureHost::alarm_result(seq), 2048, &mut scratch, &mut tx)
-            .unwrap()
-            .to_vec();
-        host.channel
-            .as_mut()
-            .unwrap()
-            .seal_in_place(&mut [0u8; 16], 0)
-            .unwrap();
-        let mut decoder = Decoder::new(vec![0u8; 4096]);
-        let Message::Sealed(sealed) = decoder.decode(&mut &packet[..]).unwrap().unwrap() else {
-            panic!()
-        };
+        let (counter, mut data) = sealed_parts(
+            host.channel.as_mut().unwrap(),
+            &SecureHost::alarm_result(seq),
+        );
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let mut data = sealed.data.to_vec();
         let at = (rng % data.len() as u64) as usize;
         data[at] ^= 1 << (rng >> 61);
         host.send_clear(&Message::Sealed(Sealed {
-            counter: sealed.counter,
+            counter,
             data: &data,
         }));
         run(&mut edge, &clock, &mut host, 1);
