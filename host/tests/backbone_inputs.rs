@@ -1,11 +1,5 @@
 //! Loading weights in every supported form, and every kind of bad input the backbone can meet:
 //! each gives a typed error that names the file, tensor or size concerned.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,10 +20,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// A fresh copy of a fixture model folder that a test may damage.
-fn scratch_model(name: &str, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-bb-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+fn scratch_model(name: &str, tag: &str) -> crate::common::Scratch {
+    let dir = crate::common::scratch("bb", tag);
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture(name).join(f), dir.join(f)).unwrap();
     }
@@ -124,7 +116,7 @@ fn random_weights_are_deterministic_round_trip_and_say_so() {
     assert_eq!(a.weights.get(name).unwrap(), b.weights.get(name).unwrap());
     assert_ne!(a.weights.get(name).unwrap(), c.weights.get(name).unwrap());
     assert_eq!(a.weights.parameter_count(), 21_596_160);
-    let dir = std::env::temp_dir().join(format!("dinoedge-bb-init-{}", std::process::id()));
+    let dir = crate::common::scratch("bb", "init");
     a.save(&dir).unwrap();
     let back = ModelDir::load(&dir).unwrap();
     assert!(back.random_weights);
@@ -337,7 +329,7 @@ fn wrong_input_shapes_and_npy_files_are_named() {
     );
     assert!(backbone.run(Array4::zeros((1, 3, 32, 48)).view()).is_ok());
 
-    let dir = std::env::temp_dir().join(format!("dinoedge-bb-npy-{}", std::process::id()));
+    let dir = crate::common::scratch("bb", "npy");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("gray.npy");
     write_npy(&p, &Array4::<f32>::zeros((1, 1, 32, 32))).unwrap();
@@ -482,7 +474,7 @@ fn presets_match_the_released_shapes() {
 fn exports_with_external_data_load_and_match() {
     use tract_onnx::prelude::*;
     let model = ModelDir::load(&fixture("tiny_mlp")).unwrap();
-    let dir = std::env::temp_dir().join(format!("dinoedge-bb-ext-{}", std::process::id()));
+    let dir = crate::common::scratch("bb", "ext");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("m.onnx");
     let size = InputSize::new(224, 224);

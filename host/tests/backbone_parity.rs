@@ -1,11 +1,5 @@
 //! The tract backbone against transformers' DINOv3ViTModel: fixtures from
 //! `models/make_fixtures.py` (tiny GELU-MLP and SwiGLU models, square and non-square inputs).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,17 +1,10 @@
 //! The `dinoedge` binary as users run it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-use common::dinoedge;
+use crate::common::dinoedge;
 
 #[test]
 fn synth_then_inspect() {
-    let dir = std::env::temp_dir().join(format!("dinoedge-cli-{}", std::process::id()));
+    let dir = crate::common::scratch("cli", "wire");
     std::fs::create_dir_all(&dir).unwrap();
     let capture = dir.join("demo.wire");
     let capture = capture.to_str().unwrap();
@@ -84,7 +77,7 @@ fn fixtures() -> std::path::PathBuf {
 
 #[test]
 fn model_init_export_features_and_bench_model() {
-    let dir = std::env::temp_dir().join(format!("dinoedge-cli-model-{}", std::process::id()));
+    let dir = crate::common::scratch("cli", "model");
     std::fs::create_dir_all(&dir).unwrap();
     let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
 
@@ -364,7 +357,7 @@ fn file_mode(path: &std::path::Path) -> u32 {
 
 /// A small recording of 3 Gray8 frames, encrypted with `key` if given.
 fn small_recording(path: &std::path::Path, key: Option<&dinoedge::recording::RecordingKey>) {
-    let frames = (0..3).map(|i| Ok(common::gray_frame(64, 48, i)));
+    let frames = (0..3).map(|i| Ok(crate::common::gray_frame(64, 48, i)));
     let config = dinoedge::import::ImportConfig {
         fps: 200.0,
         packet: 2048,
@@ -560,7 +553,7 @@ fn encrypted_recordings_replay_and_bench_with_their_key_only() {
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
-        common::read_json(&bench_out.join("report.json"))["frames_processed"],
+        crate::common::read_json(&bench_out.join("report.json"))["frames_processed"],
         3
     );
     // A key file others can read is refused, with the fix.

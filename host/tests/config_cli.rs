@@ -1,20 +1,12 @@
 //! `dinoedge run --config FILE` as the service runs it: a good file runs, a misspelt key or a
 //! bad value is refused naming the key, and the file cannot be mixed with flags.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-
-use common::{dinoedge, fixture_model};
+use crate::common::{dinoedge, fixture_model};
 
 #[test]
 fn a_config_runs_a_replay_and_a_bad_one_is_refused_by_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = common::import_echo_cine(tmp.path());
+    let rec = crate::common::import_echo_cine(tmp.path());
     let results = tmp.path().join("results.jsonl");
     let config = tmp.path().join("dinoedge.toml");
     let good = format!(

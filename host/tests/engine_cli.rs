@@ -2,14 +2,11 @@
 //! for TensorRT (built by the test with the system C compiler): build and gate, list, the
 //! runtime taking the engine (`auto` and explicit), falling back with the reason when the gate
 //! refused it, and what a machine without TensorRT is told.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture_model, grey, s};
+use crate::common::{fixture_model, grey, s};
 use dinoedge::backbone::{InputSize, ModelDir, npy};
 use dinoedge::preprocess::PreprocessConfig;
 

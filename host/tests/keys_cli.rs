@@ -1,16 +1,8 @@
 //! `dinoedge keys` and the secure-by-default link flags, as users run them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::dinoedge;
+use crate::common::dinoedge;
 
 /// The key id `keys new` printed.
 fn key_id(out: &str) -> String {

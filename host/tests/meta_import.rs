@@ -2,18 +2,10 @@
 //! `models/make_meta_fixture.py` with the names and shapes of Meta's model code) imports to
 //! exactly the weights transformers' DINOv3 converter makes from the same file, and every way a
 //! checkpoint can fail to fit is a typed error naming the tensor.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{dinoedge, s};
+use crate::common::{dinoedge, s};
 use dinoedge::backbone::meta::{read_checkpoint, to_weights};
 use dinoedge::backbone::{
     Backbone, BackboneError, Dinov3Config, InputSize, ModelDir, RuntimeOptions, npy,

@@ -1,13 +1,10 @@
 //! The pipeline end to end on imported recordings, with the tiny fixture model: every frame
 //! offline, exact drop accounting live, damaged and cut recordings, mismatched heads.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use common::{gray_frame, write_recording};
+use crate::common::{gray_frame, write_recording};
 use dinoedge::backbone::{InputSize, ModelDir};
 use dinoedge::engine::EngineSetup;
 use dinoedge::heads::{BackboneId, HeadFiles, HeadInput, HeadSpec, Task};

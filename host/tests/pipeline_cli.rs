@@ -1,24 +1,15 @@
 //! `dinoedge import` and `dinoedge bench` end to end with heads fitted by `probe fit` on the
 //! tiny fixture backbone: labels written by the import are scored, masks give Dice, and the
 //! report, plot and results lines are written.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-use common::{dinoedge, fixture_model, grey, read_json, s, square};
-
-use std::path::PathBuf;
+use crate::common::{dinoedge, fixture_model, grey, read_json, s, square};
 
 fn model() -> String {
     fixture_model("tiny_mlp")
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    common::scratch("bench", tag)
+fn scratch(tag: &str) -> crate::common::Scratch {
+    crate::common::scratch("bench", tag)
 }
 
 /// Whether the tests run in CI (`CI=true`, as CI services set it and `.ci/run` exports it),

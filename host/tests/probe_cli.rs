@@ -1,23 +1,14 @@
 //! `dinoedge probe fit` and `probe eval` end to end on small synthetic datasets with the tiny
 //! fixture backbone, and their bad-input paths.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-use common::{dinoedge, fixture_model, grey, read_json, s, square};
-
-use std::path::PathBuf;
+use crate::common::{dinoedge, fixture_model, grey, read_json, s, square};
 
 fn model(name: &str) -> String {
     fixture_model(name)
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    common::scratch("probe", tag)
+fn scratch(tag: &str) -> crate::common::Scratch {
+    crate::common::scratch("probe", tag)
 }
 
 #[test]

@@ -1,12 +1,6 @@
 //! Our logistic regression against scikit-learn's on the same features (fixture from
 //! `models/make_probe_fixture.py`): accuracy and ROC AUC within 1 percentage point, and the
 //! predicted probabilities close.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,10 +1,4 @@
 //! A DICOM cine as a volume: its features are the mean of its slices' features.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::path::Path;
 

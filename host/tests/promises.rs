@@ -4,15 +4,10 @@
 //! outside a circle or sector before the model sees it; the default `bench` (no arguments)
 //! works and says "random weights"; `bench` exits 1 when frames were lost on the link; and
 //! every field of `report.json` is there, typed and consistent.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-use common::{dinoedge, dinoedge_in, fixture_model, gray_frame, read_json, s, write_recording};
+use crate::common::{
+    dinoedge, dinoedge_in, fixture_model, gray_frame, read_json, s, write_recording,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

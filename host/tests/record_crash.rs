@@ -1,9 +1,6 @@
 //! `dinoedge record` killed with SIGKILL mid-stream: every complete record is readable, the
 //! recorded edge bytes are exactly a prefix of what the edge sent, the file reopens for append
 //! without repair, and it replays; the same for a recording encrypted with `--recording-key`.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -185,7 +182,7 @@ fn killed_mid_stream(encrypted: bool) {
     if encrypted {
         args.extend(["--recording-key", key_file.to_str().unwrap()]);
     }
-    let (code, _, err) = common::dinoedge(&args);
+    let (code, _, err) = crate::common::dinoedge(&args);
     assert!(code == 0 || code == 1, "{err}");
     let frames = std::fs::read_to_string(&results).unwrap().lines().count();
     assert!(frames >= 10, "{frames} frames replayed; {err}");

@@ -1,5 +1,4 @@
 //! The recording format: round trip, a crash mid-write, damage in the middle, versions.
-#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +7,11 @@ use dinoedge::recording::{
     RecordingReader, RecordingWriter,
 };
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-recording-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A path named `name` in a fresh folder of the test's own (kept while the first value lives).
+fn temp(name: &str) -> (crate::common::Scratch, PathBuf) {
+    let dir = crate::common::scratch("recording", name);
     let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+    (dir, path)
 }
 
 /// (kind, time, payload) of a record.
@@ -59,7 +57,7 @@ fn read_all(path: &Path) -> (Vec<Plain>, Vec<Damage>) {
 
 #[test]
 fn records_read_back_exactly() {
-    let path = temp("roundtrip.rec");
+    let (_path_dir, path) = temp("roundtrip.rec");
     write_all(&path);
     let (records, damage) = read_all(&path);
     assert_eq!(records, payloads());
@@ -68,7 +66,7 @@ fn records_read_back_exactly() {
 
 #[test]
 fn a_file_cut_anywhere_keeps_every_complete_record_and_reopens_for_append() {
-    let path = temp("cut.rec");
+    let (_path_dir, path) = temp("cut.rec");
     let ends = write_all(&path);
     let full = std::fs::read(&path).unwrap();
     let all = payloads();
@@ -78,7 +76,7 @@ fn a_file_cut_anywhere_keeps_every_complete_record_and_reopens_for_append() {
     cuts.extend(ends.iter().map(|&e| e as usize - 1));
     cuts.extend(ends.iter().map(|&e| e as usize));
     for cut in cuts.into_iter().filter(|&c| c >= from) {
-        let cut_path = temp("cut-at.rec");
+        let (_cut_path_dir, cut_path) = temp("cut-at.rec");
         std::fs::write(&cut_path, &full[..cut]).unwrap();
         let complete = ends.iter().filter(|&&e| e as usize <= cut).count();
         let (records, damage) = read_all(&cut_path);
@@ -114,7 +112,7 @@ fn a_file_cut_anywhere_keeps_every_complete_record_and_reopens_for_append() {
 
 #[test]
 fn damage_in_the_middle_skips_only_the_damaged_record() {
-    let path = temp("damaged.rec");
+    let (_path_dir, path) = temp("damaged.rec");
     let ends = write_all(&path);
     let mut bytes = std::fs::read(&path).unwrap();
     let all = payloads();
@@ -144,7 +142,7 @@ fn damage_in_the_middle_skips_only_the_damaged_record() {
 
 #[test]
 fn headers_are_checked() {
-    let path = temp("version.rec");
+    let (_path_dir, path) = temp("version.rec");
     write_all(&path);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());

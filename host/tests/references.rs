@@ -2,12 +2,6 @@
 //! `models/fixtures/reference/` (written by `models/make_reference_fixtures.py`, see
 //! `models/README.md`): pydicom's decoding of the echo cine, tables computed from the pixel
 //! format definitions, and transformers' DINOv3 image processor.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::path::{Path, PathBuf};
 

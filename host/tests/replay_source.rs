@@ -1,7 +1,6 @@
 //! The replay source waits for the host's credit the way an edge does, on tokio's paused
 //! clock: "blocked" means the clock had to jump an hour ahead with nothing fed, never a
 //! wall-clock threshold.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

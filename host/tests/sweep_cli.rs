@@ -2,15 +2,8 @@
 //! at two sizes: the table, sweep.json (validation scores, latencies, the front, the choice, the
 //! test split scored for the chosen and the best only), the plot, resuming, a sweep of other
 //! data refused, and measuring latency again without the data.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
-mod common;
-use common::{dinoedge, fixture_model, grey, read_json, s, square};
+use crate::common::{dinoedge, fixture_model, grey, read_json, s, square};
 
 #[test]
 fn a_sweep_chooses_on_validation_scores_the_test_once_and_resumes() {

@@ -1,18 +1,10 @@
 //! `dinoedge bench` reports the hardware's telemetry: pointed at the Jetson fixture tree
 //! through `DINOEDGE_SYSFS_ROOT`, report.json holds its power mode, rails and temperatures.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
-
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture_model, read_json, s};
+use crate::common::{fixture_model, read_json, s};
 
 #[test]
 fn bench_reports_the_jetson_fixtures_telemetry() {

@@ -11,14 +11,6 @@
 //! than with `--screenshot`: that flag shoots at the load event, a moment after opening, so
 //! the chart has one point; and `--virtual-time-budget` never expires while the event stream
 //! is open.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{dinoedge, fixture_model, s};
+use crate::common::{dinoedge, fixture_model, s};
 
 /// Whether the tests run in CI, where every tool a test needs is installed.
 fn in_ci() -> bool {

@@ -1,20 +1,12 @@
 //! The live view as users run it: `dinoedge replay --http` serves the frames of a replay,
 //! its results on the event stream and the frame as JPEG; a viewer that stops reading holds
 //! nothing up; `/metrics` counts what the replay did.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
-use common::fixture_model;
+use crate::common::fixture_model;
 
 /// The replay process, killed if the test ends early.
 struct Child(std::process::Child);
@@ -48,7 +40,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 #[test]
 fn a_replay_with_the_view_on_serves_its_frames_and_a_stalled_viewer_blocks_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = common::import_echo_cine(tmp.path());
+    let rec = crate::common::import_echo_cine(tmp.path());
     let results = tmp.path().join("results.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dinoedge"))
         .args(["replay", rec.to_str().unwrap(), "--http", "127.0.0.1:0"])

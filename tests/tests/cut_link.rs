@@ -2,12 +2,6 @@
 //! mid-packet): every frame the edge started in a session that was cut is told to the host's
 //! consumer, delivered or lost with its reason, once the edge reconnects and says how far it
 //! had got. Before protocol version 2, the frames in flight at a cut vanished untold.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -2,12 +2,6 @@
 //! link on (each edge proves its key, every packet sealed): over TCP on loopback and over a
 //! real pseudo-terminal pair opened with tokio-serial; clean, noisy, with the host or the
 //! edge restarting mid-stream, and with an edge whose key the host does not accept.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::net::SocketAddr;
 use std::path::Path;

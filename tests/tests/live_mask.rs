@@ -7,12 +7,6 @@
 //! that the host sent after a mask shows that it read past that mask, and its count of rejected
 //! packets (zero) that it decoded it. Nothing waits on time: the test waits on conditions, with
 //! a generous deadline only to turn a hang into a failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

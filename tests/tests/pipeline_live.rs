@@ -2,7 +2,6 @@
 //! for (processed or superseded), results go back to the edge, latency is measured from
 //! capture, and the report carries the audit trail.
 //! The pipeline serves one connection and ends when the edge hangs up: no sleeps, no clocks.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

@@ -1,11 +1,5 @@
 //! The host's capture tools over the protocol crate: a synthetic edge stream, clean and
 //! damaged, taken apart again.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
 
 use std::collections::HashMap;
 

@@ -46,12 +46,30 @@ pub fn fixture_model(name: &str) -> String {
         .to_string()
 }
 
-/// A fresh scratch folder for one test, named by `kind` and `tag`.
-pub fn scratch(kind: &str, tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dinoedge-{kind}-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A test's own temporary folder, removed when dropped; it reads as the folder's path.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh scratch folder for one test; `kind` and `tag` start its name, for a reader of /tmp.
+pub fn scratch(kind: &str, tag: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("dinoedge-{kind}-{tag}-"))
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 /// A path as a command-line argument.
