@@ -15,6 +15,7 @@
 pub use dinoedge_proto as proto;
 
 pub mod backbone;
+pub mod capture;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod doctor;
@@ -28,6 +29,8 @@ pub mod preprocess;
 pub mod probe;
 pub mod quantize;
 pub mod recording;
+pub mod service;
+pub mod storage;
 pub mod telemetry;
 pub mod view;
 pub mod wire_tools;

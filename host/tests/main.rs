@@ -10,9 +10,11 @@
 
 mod backbone_inputs;
 mod backbone_parity;
+mod capture;
 mod cli;
 mod common;
 mod config_cli;
+mod doctor_cli;
 mod engine_cli;
 mod keys_cli;
 mod meta_import;
@@ -26,6 +28,8 @@ mod record_crash;
 mod recording;
 mod references;
 mod replay_source;
+mod service_notify;
+mod storage;
 mod sweep_cli;
 mod telemetry;
 mod view_browser;

@@ -343,7 +343,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         weights_note(models.backbone.weights_label()),
         policy
     );
-    pipeline::plot::latency_plot(&report.latency_timeline, &title)
+    let footer = report
+        .telemetry
+        .as_ref()
+        .map(|t| t.summary_line())
+        .unwrap_or_default();
+    pipeline::plot::latency_plot(&report.latency_timeline, &title, &footer)
         .save(&plot_path)
         .with_context(|| format!("writing {}", plot_path.display()))?;
     let mut out = std::io::stdout().lock();

@@ -7,7 +7,8 @@
 //!
 //! ```toml
 //! [source]
-//! listen = "0.0.0.0:7000"          # or serial = "/dev/ttyACM0" (with baud), tcp, replay
+//! listen = "0.0.0.0:7000"          # or serial = "/dev/ttyACM0" (with baud), tcp, replay,
+//!                                  # or v4l2 = "/dev/video0" (v4l2_format, v4l2_size, v4l2_fps)
 //! [link]
 //! keys = "/etc/dinoedge/keys"      # or cleartext = true (serial, or TCP on loopback)
 //! [model]
@@ -22,9 +23,15 @@
 //! file = "/var/lib/dinoedge/results.jsonl"
 //! overlays = "/var/lib/dinoedge/overlays"
 //! report = "/var/lib/dinoedge/report.json"
+//! rotate_age = "1d"                # rotation and retention as for [recording]
+//! keep_files = 30
 //! [recording]
 //! file = "/var/lib/dinoedge/session.rec"
 //! key = "/etc/dinoedge/private/recording.key"
+//! rotate_size = "1GiB"             # numbered files session.000001.rec, ...; also rotate_age
+//! keep_size = "40GiB"              # oldest finished files deleted past this; also keep_files
+//! [storage]
+//! min_free = "2GiB"                # or "5%": stop writing cleanly before the disk fills
 //! [view]
 //! http = "127.0.0.1:8080"
 //! ```
@@ -51,6 +58,8 @@ pub struct Config {
     #[serde(default)]
     recording: Recording,
     #[serde(default)]
+    storage: Storage,
+    #[serde(default)]
     view: View,
 }
 
@@ -63,6 +72,10 @@ struct Source {
     serial: Option<PathBuf>,
     baud: Option<u32>,
     replay: Option<PathBuf>,
+    v4l2: Option<PathBuf>,
+    v4l2_format: Option<String>,
+    v4l2_size: Option<String>,
+    v4l2_fps: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -102,6 +115,10 @@ struct Results {
     file: Option<PathBuf>,
     overlays: Option<PathBuf>,
     report: Option<PathBuf>,
+    rotate_size: Option<String>,
+    rotate_age: Option<String>,
+    keep_files: Option<u64>,
+    keep_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -109,6 +126,17 @@ struct Results {
 struct Recording {
     file: Option<PathBuf>,
     key: Option<PathBuf>,
+    rotate_size: Option<String>,
+    rotate_age: Option<String>,
+    keep_files: Option<u64>,
+    keep_size: Option<String>,
+}
+
+/// The disk-space guard, for the recording, results and overlays alike.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Storage {
+    min_free: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -141,11 +169,17 @@ pub fn parse(text: &str) -> anyhow::Result<Config> {
         s.tcp.is_some(),
         s.serial.is_some(),
         s.replay.is_some(),
+        s.v4l2.is_some(),
     ];
     match sources.iter().filter(|&&b| b).count() {
         1 => {}
-        0 => bail!("[source] needs one of listen, tcp, serial or replay"),
-        _ => bail!("[source] has more than one of listen, tcp, serial and replay; keep one"),
+        0 => bail!("[source] needs one of listen, tcp, serial, replay or v4l2"),
+        _ => bail!("[source] has more than one of listen, tcp, serial, replay and v4l2; keep one"),
+    }
+    if (s.v4l2_format.is_some() || s.v4l2_size.is_some() || s.v4l2_fps.is_some())
+        && s.v4l2.is_none()
+    {
+        bail!("[source] v4l2_format, v4l2_size and v4l2_fps go with v4l2");
     }
     if s.baud.is_some() && s.serial.is_none() {
         bail!("[source] baud goes with serial");
@@ -170,6 +204,10 @@ impl Config {
         flag("serial", path(&s.serial));
         flag("baud", s.baud.map(|b| b.to_string()));
         flag("replay", path(&s.replay));
+        flag("v4l2", path(&s.v4l2));
+        flag("v4l2-format", s.v4l2_format.clone());
+        flag("v4l2-size", s.v4l2_size.clone());
+        flag("v4l2-fps", s.v4l2_fps.map(|f| f.to_string()));
         flag("link-keys", path(&self.link.keys));
         let m = &self.model;
         flag("model", path(&m.dir));
@@ -190,8 +228,18 @@ impl Config {
         flag("results", path(&r.file));
         flag("overlays", path(&r.overlays));
         flag("report", path(&r.report));
-        flag("record", path(&self.recording.file));
-        flag("recording-key", path(&self.recording.key));
+        flag("results-rotate-size", r.rotate_size.clone());
+        flag("results-rotate-age", r.rotate_age.clone());
+        flag("results-keep-files", r.keep_files.map(|n| n.to_string()));
+        flag("results-keep-size", r.keep_size.clone());
+        let rec = &self.recording;
+        flag("record", path(&rec.file));
+        flag("recording-key", path(&rec.key));
+        flag("record-rotate-size", rec.rotate_size.clone());
+        flag("record-rotate-age", rec.rotate_age.clone());
+        flag("record-keep-files", rec.keep_files.map(|n| n.to_string()));
+        flag("record-keep-size", rec.keep_size.clone());
+        flag("min-free", self.storage.min_free.clone());
         let v = &self.view;
         flag("http", v.http.map(|x| x.to_string()));
         flag("http-token", path(&v.token));
@@ -218,6 +266,10 @@ pub fn key_of_flag(flag: &str) -> Option<&'static str> {
         "--serial" => "source.serial",
         "--baud" => "source.baud",
         "--replay" => "source.replay",
+        "--v4l2" => "source.v4l2",
+        "--v4l2-format" => "source.v4l2_format",
+        "--v4l2-size" => "source.v4l2_size",
+        "--v4l2-fps" => "source.v4l2_fps",
         "--link-keys" => "link.keys",
         "--link-cleartext" => "link.cleartext",
         "--model" => "model.dir",
@@ -237,6 +289,15 @@ pub fn key_of_flag(flag: &str) -> Option<&'static str> {
         "--report" => "results.report",
         "--record" => "recording.file",
         "--recording-key" => "recording.key",
+        "--results-rotate-size" => "results.rotate_size",
+        "--results-rotate-age" => "results.rotate_age",
+        "--results-keep-files" => "results.keep_files",
+        "--results-keep-size" => "results.keep_size",
+        "--record-rotate-size" => "recording.rotate_size",
+        "--record-rotate-age" => "recording.rotate_age",
+        "--record-keep-files" => "recording.keep_files",
+        "--record-keep-size" => "recording.keep_size",
+        "--min-free" => "storage.min_free",
         "--http" => "view.http",
         "--http-token" => "view.token",
         "--http-host" => "view.hosts",
@@ -325,7 +386,9 @@ mod tests {
             "[source]\nserial = \"/dev/x\"\nbaud = 9600\n[link]\ncleartext = true\n\
              [model]\ndir = \"/m\"\nengine = \"cpu\"\nworkers = 1\nthreads = 2\nroi = \"rect:0,0,1,1\"\n\
              on_gpu_fault = \"cpu\"\n[run]\nframes = 3\nseconds = 1.5\n[results]\noverlays = \"/o\"\n\
-             report = \"/r\"\n[recording]\nfile = \"/f\"\nkey = \"/k\"\n\
+             report = \"/r\"\nrotate_size = \"1MB\"\nrotate_age = \"1h\"\nkeep_files = 3\n\
+             keep_size = \"1GB\"\n[recording]\nfile = \"/f\"\nkey = \"/k\"\nrotate_size = \"1GiB\"\n\
+             rotate_age = \"1d\"\nkeep_files = 9\nkeep_size = \"9GiB\"\n[storage]\nmin_free = \"5%\"\n\
              [view]\nhttp = \"127.0.0.1:1\"\ntoken = \"/t\"\nhosts = [\"a\"]\ncert = \"/c\"\nkey = \"/ck\"\n",
         )
         .unwrap();

@@ -135,6 +135,87 @@ pub struct OutputArgs {
     pub overlays: Option<PathBuf>,
 }
 
+/// Rotation and retention of the recording and results files, and the disk-space guard
+/// (`dinoedge::storage`). Any rotation or retention flag makes the set numbered:
+/// `session.rec` becomes `session.000001.rec`, `session.000002.rec`, ...
+#[derive(Debug, Args, Clone, Default)]
+pub struct StorageArgs {
+    /// Begin a new recording file before the current one grows past this size (e.g. 1GiB).
+    #[arg(long, value_name = "SIZE", value_parser = dinoedge::storage::parse_size)]
+    pub record_rotate_size: Option<u64>,
+    /// Begin a new recording file once the current one is this old (e.g. 1h, 30m, 1d).
+    #[arg(long, value_name = "AGE", value_parser = dinoedge::storage::parse_age)]
+    pub record_rotate_age: Option<Duration>,
+    /// Keep at most this many recording files, the one being written included; the oldest
+    /// finished ones are deleted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_keep_files: Option<u64>,
+    /// Keep at most this many bytes of recording files in all (e.g. 50GiB); the oldest finished
+    /// ones are deleted, never the one being written.
+    #[arg(long, value_name = "SIZE", value_parser = dinoedge::storage::parse_size)]
+    pub record_keep_size: Option<u64>,
+    /// Begin a new results file before the current one grows past this size.
+    #[arg(long, value_name = "SIZE", value_parser = dinoedge::storage::parse_size)]
+    pub results_rotate_size: Option<u64>,
+    /// Begin a new results file once the current one is this old.
+    #[arg(long, value_name = "AGE", value_parser = dinoedge::storage::parse_age)]
+    pub results_rotate_age: Option<Duration>,
+    /// Keep at most this many results files, the one being written included.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub results_keep_files: Option<u64>,
+    /// Keep at most this many bytes of results files in all.
+    #[arg(long, value_name = "SIZE", value_parser = dinoedge::storage::parse_size)]
+    pub results_keep_size: Option<u64>,
+    /// Stop recording, results and overlays cleanly (the file finished, the stop logged and in
+    /// the report) before their filesystem has less than this free: a size (0 turns the guard
+    /// off) or a share of the filesystem (e.g. 5%). Results still go to the edge and the view.
+    #[arg(long, value_name = "SIZE|PCT", default_value = "1GiB")]
+    pub min_free: dinoedge::storage::MinFree,
+}
+
+impl StorageArgs {
+    fn config(
+        &self,
+        rotate_size: Option<u64>,
+        rotate_age: Option<Duration>,
+        keep_files: Option<u64>,
+        keep_size: Option<u64>,
+    ) -> dinoedge::storage::StorageConfig {
+        use dinoedge::storage::{Policy, Retention, Rotation};
+        let policy = Policy {
+            rotation: Rotation {
+                max_bytes: rotate_size,
+                max_age: rotate_age,
+            },
+            retention: Retention {
+                max_files: keep_files.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                max_bytes: keep_size,
+            },
+        };
+        dinoedge::storage::StorageConfig::new(policy, self.min_free)
+    }
+
+    /// The recording's rotation, retention and guard.
+    pub fn recording(&self) -> dinoedge::storage::StorageConfig {
+        self.config(
+            self.record_rotate_size,
+            self.record_rotate_age,
+            self.record_keep_files,
+            self.record_keep_size,
+        )
+    }
+
+    /// The results file's rotation, retention and guard.
+    pub fn results(&self) -> dinoedge::storage::StorageConfig {
+        self.config(
+            self.results_rotate_size,
+            self.results_rotate_age,
+            self.results_keep_files,
+            self.results_keep_size,
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Take every setting from this TOML file (`/etc/dinoedge/dinoedge.toml` for the service;
@@ -157,6 +238,8 @@ pub struct RunArgs {
     #[arg(long)]
     replay: Option<PathBuf>,
     #[command(flatten)]
+    v4l2: V4l2Args,
+    #[command(flatten)]
     pace: PaceArgs,
     /// Scheduling when the backbone is busy.
     #[arg(long, value_enum, default_value = "live")]
@@ -171,6 +254,9 @@ pub struct RunArgs {
     /// Key file of the recording: --record writes it encrypted, --replay reads it.
     #[arg(long, value_name = "FILE")]
     recording_key: Option<PathBuf>,
+    // Boxed: the command enum stays small (clippy's large_enum_variant).
+    #[command(flatten)]
+    storage: Box<StorageArgs>,
     /// Stop after this many frames were processed.
     #[arg(long)]
     frames: Option<u64>,
@@ -184,6 +270,48 @@ pub struct RunArgs {
     report: Option<PathBuf>,
     #[command(flatten)]
     view: super::view::ViewArgs,
+}
+
+/// A V4L2 capture device on the host as the source of frames, instead of the edge's link.
+#[derive(Debug, Args, Clone, Default)]
+pub struct V4l2Args {
+    /// Capture frames from this V4L2 device (a USB UVC grabber, an HDMI capture card, a CSI
+    /// camera), stamped at capture, instead of the edge's link. No edge answers: results go to
+    /// --results and the view only.
+    #[arg(
+        id = "v4l2",
+        long = "v4l2",
+        value_name = "DEVICE",
+        conflicts_with_all = ["serial", "tcp", "listen", "replay", "record"]
+    )]
+    device: Option<PathBuf>,
+    /// Pixel format to capture in: yuyv, uyvy, nv12, grey, rgb24, bgr24 or mjpeg (default: the
+    /// device's own, if one of these).
+    #[arg(long, value_name = "FORMAT", requires = "v4l2")]
+    v4l2_format: Option<dinoedge::capture::CaptureFormat>,
+    /// Frame size to capture at, WIDTHxHEIGHT (default: the device's own).
+    #[arg(long, value_name = "WxH", requires = "v4l2")]
+    v4l2_size: Option<dinoedge::capture::FrameSize>,
+    /// Frames per second to capture at (default: the device's own).
+    #[arg(long, value_name = "N", requires = "v4l2", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    v4l2_fps: Option<u32>,
+}
+
+impl V4l2Args {
+    /// The device, opened and set up (before the model loads: a wrong device fails at once).
+    fn input(&self) -> anyhow::Result<Input> {
+        let Some(path) = &self.device else {
+            bail!("--v4l2 DEVICE is needed");
+        };
+        let request = dinoedge::capture::DeviceRequest {
+            format: self.v4l2_format,
+            size: self.v4l2_size,
+            fps: self.v4l2_fps,
+            ..dinoedge::capture::DeviceRequest::default()
+        };
+        let device = dinoedge::capture::Device::open(path, &request)?;
+        Ok(Input::Capture(Box::new(device)))
+    }
 }
 
 /// `dinoedge replay FILE`: the same as `run --replay FILE`.
@@ -219,12 +347,14 @@ impl From<ReplayArgs> for RunArgs {
             tcp: None,
             listen: None,
             replay: Some(a.file),
+            v4l2: V4l2Args::default(),
             pace: a.pace,
             policy: a.policy,
             model: a.model,
             output: a.output,
             record: None,
             recording_key: a.recording_key,
+            storage: Box::default(),
             frames: a.frames,
             seconds: None,
             security: super::keys::LinkSecurityArgs::default(),
@@ -304,16 +434,43 @@ pub struct Writers {
     overlays: Option<PathBuf>,
     /// The first write error: results must not be lost silently.
     pub error: Option<anyhow::Error>,
+    /// The results file's rotation and guard, where `run` asked for them.
+    results_storage: Option<dinoedge::storage::SharedSetReport>,
+    /// The disk-space guard on the overlay folder, where `run` asked for it.
+    overlay_guard: Option<dinoedge::storage::FolderGuard>,
 }
 
 impl Writers {
     /// Opens what `args` asks for; refuses, before any frame is processed, a results file
     /// that exists or an overlay folder that already holds overlays.
     pub fn open(args: &OutputArgs) -> anyhow::Result<Self> {
-        let results: Option<Box<dyn Write>> = match &args.results {
-            None => None,
-            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-            Some(p) => Some(Box::new(std::io::BufWriter::new(create_output(p)?))),
+        Self::open_with(args, None)
+    }
+
+    /// [`Self::open`], with the results file rotated and kept as `storage` says and results
+    /// and overlays stopped cleanly before the disk fills.
+    pub fn open_with(args: &OutputArgs, storage: Option<&StorageArgs>) -> anyhow::Result<Self> {
+        let mut results_storage = None;
+        let results: Option<Box<dyn Write>> = match (&args.results, storage) {
+            (None, _) => None,
+            (Some(p), _) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+            (Some(p), Some(storage)) => {
+                let lines =
+                    dinoedge::storage::RotatingLines::create("results", p, &storage.results())?;
+                results_storage = Some(lines.report());
+                Some(Box::new(lines))
+            }
+            (Some(p), None) => Some(Box::new(std::io::BufWriter::new(create_output(p)?))),
+        };
+        let overlay_guard = match (&args.overlays, storage) {
+            (Some(dir), Some(storage)) => Some(dinoedge::storage::FolderGuard::new(
+                "overlays",
+                dir,
+                storage.min_free,
+                dinoedge::storage::StorageConfig::new(Default::default(), storage.min_free).space,
+                std::time::Instant::now(),
+            )),
+            _ => None,
         };
         if let Some(dir) = &args.overlays {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -333,7 +490,26 @@ impl Writers {
             results,
             overlays: args.overlays.clone(),
             error: None,
+            results_storage,
+            overlay_guard,
         })
+    }
+
+    /// What the results file's rotation and guard did, and whether overlays stopped.
+    pub fn storage(
+        &self,
+    ) -> (
+        Option<dinoedge::storage::SetReport>,
+        Option<dinoedge::storage::Stopped>,
+    ) {
+        (
+            self.results_storage
+                .as_ref()
+                .map(dinoedge::storage::snapshot),
+            self.overlay_guard
+                .as_ref()
+                .and_then(|g| g.stopped().cloned()),
+        )
     }
 
     /// Writes one frame's result line and overlay.
@@ -346,11 +522,21 @@ impl Writers {
         {
             self.error = Some(anyhow::Error::new(e).context("writing results"));
         }
+        // At most the frame in RGB: what the guard makes room for before the PNG is made.
+        let start = &record.frame.start;
+        let largest = u64::from(start.width) * u64::from(start.height) * 3;
         if let Some(dir) = &self.overlays
             && record.failure().is_none()
-            && let Err(e) = write_overlay(dir, record)
+            && self
+                .overlay_guard
+                .as_mut()
+                .is_none_or(|g| g.allow(largest, dir, std::time::Instant::now()))
         {
-            self.error = Some(e);
+            if let Err(e) = write_overlay(dir, record) {
+                self.error = Some(e);
+            } else if let Some(g) = &mut self.overlay_guard {
+                g.wrote(largest);
+            }
         }
     }
 
@@ -483,6 +669,15 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         out.push('\n');
         out.push_str(&telemetry.summary_line());
     }
+    if let Some(capture) = &report.capture {
+        out.push('\n');
+        out.push_str(&capture.summary_line());
+    }
+    if let Some(storage) = report.storage.as_ref().filter(|s| !s.is_quiet()) {
+        for line in storage.summary_lines() {
+            out.push_str(&format!("\n{line}"));
+        }
+    }
     out
 }
 
@@ -515,9 +710,44 @@ struct RunLine {
     args: RunArgs,
 }
 
+impl RunArgs {
+    /// What `doctor --config` checks of the service these settings describe: its serial or
+    /// V4L2 device, the folders its results, overlays and recording go to, the guard's threshold.
+    pub fn doctor_targets(&self, targets: &mut dinoedge::doctor::checks::Targets) {
+        use dinoedge::doctor::checks::{DeviceKind, folder_of};
+        if let Some(serial) = &self.serial {
+            targets.add_device(DeviceKind::Serial, serial);
+        }
+        if let Some(video) = &self.v4l2.device {
+            targets.add_device(DeviceKind::Video, video);
+        }
+        if let Some(results) = self
+            .output
+            .results
+            .as_ref()
+            .filter(|r| r.as_os_str() != "-")
+        {
+            targets.add_folder("results", folder_of(results));
+        }
+        if let Some(overlays) = &self.output.overlays {
+            // `run` creates the overlay folder itself: its parent must take it.
+            let dir = if overlays.is_dir() {
+                overlays.clone()
+            } else {
+                folder_of(overlays)
+            };
+            targets.add_folder("overlays", dir);
+        }
+        if let Some(record) = &self.record {
+            targets.add_folder("recordings", folder_of(record));
+        }
+        targets.min_free = self.storage.min_free;
+    }
+}
+
 /// `run --config FILE`: the file's settings as `run`'s flags; a value the flag refuses is
 /// reported with its config key.
-fn from_config(path: &Path) -> anyhow::Result<RunArgs> {
+pub fn from_config(path: &Path) -> anyhow::Result<RunArgs> {
     let config = super::config::load(path)?;
     let argv = config.to_args();
     let line = <RunLine as clap::Parser>::try_parse_from(argv.iter().skip(1)).map_err(|e| {
@@ -529,10 +759,14 @@ fn from_config(path: &Path) -> anyhow::Result<RunArgs> {
             .unwrap_or_default()
             .trim_start_matches("error: ")
             .to_owned();
+        // The longest flag the message names: `--v4l2` is in `--v4l2-format`, `--record` in
+        // `--recording-key`.
         let key = argv
             .iter()
             .filter(|a| a.starts_with("--") && text.contains(a.as_str()))
-            .find_map(|a| super::config::key_of_flag(a));
+            .filter_map(|a| super::config::key_of_flag(a).map(|key| (a.len(), key)))
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, key)| key);
         match key {
             Some(key) => anyhow::anyhow!(
                 "the config {} is refused: key {key}: {}",
@@ -562,8 +796,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             pace: args.pace.pace(policy)?,
             repeat_for: None,
         },
+        (None, None, None, None) if args.v4l2.device.is_some() => args.v4l2.input()?,
         _ => bail!(
-            "say where frames come from: --serial PATH, --tcp ADDR, --listen ADDR or --replay FILE"
+            "say where frames come from: --serial PATH, --tcp ADDR, --listen ADDR, --replay FILE \
+             or --v4l2 DEVICE"
         ),
     };
     let link_security = match &input {
@@ -576,6 +812,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!("{} exists; choose another --report file", path.display());
     }
     let (workers, threads) = args.model.layout(policy);
+    // Under systemd: READY=1 once the pipeline runs, WATCHDOG=1 while frames make progress.
+    let service = dinoedge::service::Service::from_env();
+    service.loading();
     let models = args.model.load(threads)?;
     let view = args
         .view
@@ -587,10 +826,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let key = super::record::recording_key(args.recording_key.as_deref())?;
     let recording = match &args.record {
         Some(path) => Some(Arc::new(std::sync::Mutex::new(
-            dinoedge::recording::RecordingWriter::create_with(path, key.as_ref())?,
+            dinoedge::recording::RecordingWriter::create_rotating(
+                path,
+                key.as_ref(),
+                &args.storage.recording(),
+            )?,
         ))),
         None => None,
     };
+    let recording_storage = recording
+        .as_ref()
+        .and_then(|r| r.lock().ok().and_then(|w| w.storage_report()));
     let config = PipelineConfig {
         policy,
         workers,
@@ -604,7 +850,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..PipelineConfig::default()
     };
     let stop = ctrl_c_flag();
-    let mut writers = Writers::open(&args.output)?;
+    let mut writers = Writers::open_with(&args.output, Some(&*args.storage))?;
     let live = std::io::stderr().is_terminal();
     eprintln!(
         "{}: {} at {} with {} heads, {} worker(s) x {} thread(s), {} policy{}",
@@ -612,6 +858,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Input::Link(t) => t.to_string(),
             Input::Replay { path, .. } => format!("replay of {}", path.display()),
             Input::Source(source) => source.describe(),
+            Input::Capture(capture) => capture.describe(),
         },
         models.backbone.config().arch_name(),
         models.backbone.size(),
@@ -621,18 +868,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         policy,
         weights_note(models.backbone.weights_label())
     );
-    let report = pipeline::run(
+    let mut report = pipeline::run(
         &models,
         &config,
         input,
         &stop,
         |record| {
+            service.running();
             writers.frame(record, &models);
             if let Some(view) = &view {
                 view.frame(record, &models);
             }
         },
         |status| {
+            service.tick(status);
             if live {
                 eprint!("\r\x1b[K{}", status_line(status));
                 let _ = std::io::stderr().flush();
@@ -642,9 +891,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
+    service.stopping();
     if live {
         eprintln!();
     }
+    let (results_storage, overlays_stopped) = writers.storage();
     writers.finish()?;
     // The config holds the other handle on the recording.
     drop(config);
@@ -654,6 +905,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let rec = rec.into_inner().unwrap_or_else(|p| p.into_inner());
         rec.finish()?;
     }
+    let storage = dinoedge::storage::StorageReport {
+        recording: recording_storage.map(|r| dinoedge::storage::snapshot(&r)),
+        results: results_storage,
+        overlays_stopped,
+    };
+    if storage != dinoedge::storage::StorageReport::default() {
+        report.storage = Some(storage);
+    }
     eprintln!("{}", summary(&report, &models));
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report).context("the run's report")?;
@@ -661,7 +920,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(
-        if report.lost_total() == 0 && report.recording_damage.is_empty() {
+        if report.lost_total() == 0
+            && report.recording_damage.is_empty()
+            && report.capture.as_ref().is_none_or(|c| c.error.is_none())
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -5,6 +5,7 @@
 //! [`crate::engine::auto_choice`], which in a CUDA build opens the driver through a check that
 //! returns an error rather than aborting).
 
+pub mod checks;
 mod probe;
 
 use std::path::PathBuf;
@@ -178,9 +179,21 @@ pub struct Report {
     pub engine_auto: EngineChoice,
     /// Whether the default pipeline can run here.
     pub default_pipeline_runs: bool,
+    /// The service's checks (config, devices, disk space, engine cache), where run.
+    pub checks: Vec<checks::Check>,
 }
 
 impl Report {
+    /// Whether any check failed.
+    pub fn any_check_failed(&self) -> bool {
+        self.checks.iter().any(|c| c.level == checks::Level::Fail)
+    }
+
+    /// Whether TensorRT can run here: its shim loaded and answered for this machine.
+    pub fn tensorrt_usable(&self) -> bool {
+        self.tensorrt.shim.is_some() && self.tensorrt.unavailable.is_none()
+    }
+
     /// Looks at this machine.
     pub fn gather() -> Report {
         let libraries = probe::libraries();
@@ -204,6 +217,7 @@ impl Report {
             // The CPU engine needs nothing from the machine.
             default_pipeline_runs: true,
             engine_auto,
+            checks: Vec::new(),
         }
     }
 }
@@ -357,6 +371,12 @@ impl std::fmt::Display for Report {
         )?;
         for (engine, why) in &self.engine_auto.not_taken {
             writeln!(f, "         not {engine}: {why}")?;
+        }
+        if !self.checks.is_empty() {
+            writeln!(f, "Checks")?;
+            for check in &self.checks {
+                writeln!(f, "  {check}")?;
+            }
         }
         write!(
             f,

@@ -69,6 +69,22 @@ impl ResultSender {
 }
 
 impl LinkHandle {
+    /// The handle of a task that presents another source of frames as a link (a capture
+    /// device, `crate::capture`): the same results channel, counters, stop and final counts.
+    pub(crate) fn from_parts(
+        results: mpsc::Sender<OutgoingResult>,
+        stats: watch::Receiver<LinkStats>,
+        stop: watch::Sender<bool>,
+        task: JoinHandle<LinkStats>,
+    ) -> Self {
+        LinkHandle {
+            results,
+            stats,
+            stop,
+            task,
+        }
+    }
+
     /// A sender of results back to the edge.
     pub fn results(&self) -> ResultSender {
         ResultSender(self.results.clone())

@@ -76,6 +76,9 @@ pub enum Input {
     },
     /// Any other source of connections (e.g. [`crate::link::Limited`] around a live one).
     Source(Box<dyn Source>),
+    /// A capture device on the host (V4L2), or recorded buffers: frames stamped at capture,
+    /// no edge (`crate::capture`).
+    Capture(Box<dyn crate::capture::BufferSource>),
 }
 
 impl std::fmt::Debug for Input {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for Input {
             Input::Link(t) => write!(f, "Link({t})"),
             Input::Replay { path, pace, .. } => write!(f, "Replay({}, {pace:?})", path.display()),
             Input::Source(s) => write!(f, "Source({})", s.describe()),
+            Input::Capture(c) => write!(f, "Capture({})", c.describe()),
         }
     }
 }
@@ -233,10 +237,15 @@ pub fn run(
         states.push(models.backbone.state()?);
     }
 
-    // The source: a live transport (recorded, if asked), or a replay that waits for credit
-    // where every frame must be processed.
-    let (source, replay_end): (Box<dyn Source>, _) = match input {
-        Input::Source(source) => (source, None),
+    // The source: a live transport (recorded, if asked), a replay that waits for credit
+    // where every frame must be processed, or a capture device, which is a link of its own.
+    enum Feed {
+        Link(Box<dyn Source>),
+        Capture(Box<dyn crate::capture::BufferSource>),
+    }
+    let (feed, replay_end) = match input {
+        Input::Capture(buffers) => (Feed::Capture(buffers), None),
+        Input::Source(source) => (Feed::Link(source), None),
         Input::Link(transport) => {
             let live: Box<dyn Source> = Box::new(LiveSource::new(transport)?);
             // Sealing sits below the tap, so a recording holds the clear protocol.
@@ -251,7 +260,7 @@ pub fn run(
                 Some(rec) => Box::new(TappedSource::new(live, rec.clone())),
                 None => live,
             };
-            (source, None)
+            (Feed::Link(source), None)
         }
         Input::Replay {
             path,
@@ -273,13 +282,22 @@ pub fn run(
                 )?
             };
             let end = replay.end();
-            (Box::new(replay) as Box<dyn Source>, Some(end))
+            (Feed::Link(Box::new(replay)), Some(end))
         }
     };
     let window = config.link.credit_window.max(1) as usize;
-    let link = {
+    let (link, capture_stats) = {
         let _guard = runtime.enter();
-        crate::link::spawn(source, config.link.clone(), epoch, window)
+        match feed {
+            Feed::Link(source) => (
+                crate::link::spawn(source, config.link.clone(), epoch, window),
+                None,
+            ),
+            Feed::Capture(buffers) => {
+                let capture = crate::capture::spawn(buffers, epoch, window);
+                (capture.link, Some(capture.stats))
+            }
+        }
     };
     let link_handle = link.handle;
 
@@ -421,6 +439,7 @@ pub fn run(
     report.peak_rss_mib = end.peak_rss_mib;
     report.link = link_stats;
     report.security = config.link_security.as_ref().map(|s| s.snapshot());
+    report.capture = capture_stats.map(|s| s.borrow().clone());
     if let Some(end) = replay_end.and_then(|r| r.borrow().clone()) {
         report.recording_damage = end.damage.iter().map(|d| d.to_string()).collect();
         if let Some(e) = end.error {

@@ -8,7 +8,7 @@
 use image::{Rgb, RgbImage};
 
 const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 500;
+const HEIGHT: u32 = 540;
 /// Glyph pixels are drawn as `SCALE`×`SCALE` squares: 5×7 pixels alone are too small to read.
 const SCALE: i64 = 2;
 /// One glyph column of space between characters.
@@ -47,8 +47,10 @@ const RIGHT: Area = Area {
     y1: 430,
 };
 
-/// A latency plot: latency over time on the left, its histogram on the right.
-pub fn latency_plot(timeline: &[(f64, f64)], title: &str) -> RgbImage {
+/// A latency plot: latency over time on the left, its histogram on the right, and under them
+/// `footer` (the machine's telemetry: power mode, clocks, temperatures, throttling), wrapped to
+/// the width, so that a plot passed around alone still says what produced it.
+pub fn latency_plot(timeline: &[(f64, f64)], title: &str, footer: &str) -> RgbImage {
     let mut img = RgbImage::from_pixel(WIDTH, HEIGHT, WHITE);
     let points: Vec<(f64, f64)> = timeline
         .iter()
@@ -155,7 +157,37 @@ pub fn latency_plot(timeline: &[(f64, f64)], title: &str) -> RgbImage {
             }
         }
     }
+    for (i, line) in wrap(footer, (i64::from(WIDTH) - 8) / ADVANCE)
+        .iter()
+        .take(FOOTER_LINES)
+        .enumerate()
+    {
+        let y = LEFT.y1 + 58 + i as i64 * (GLYPH_HEIGHT + 6);
+        draw_text(&mut img, 4, y, line, GREY_TEXT);
+    }
     img
+}
+
+/// Footer lines the plot has room for.
+const FOOTER_LINES: usize = 2;
+
+/// `text` in lines of at most `width` characters, broken after `;` or `,` where it can be, in
+/// the glyphs the plot has (`;` becomes `,`; `°C` becomes `C`).
+fn wrap(text: &str, width: i64) -> Vec<String> {
+    let text = text.replace("°C", "C").replace(';', ",");
+    let width = usize::try_from(width.max(1)).unwrap_or(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for piece in text.split_inclusive(", ") {
+        if !line.is_empty() && line.chars().count() + piece.trim_end().chars().count() > width {
+            lines.push(std::mem::take(&mut line).trim_end().to_string());
+        }
+        line.push_str(piece);
+    }
+    if !line.trim().is_empty() {
+        lines.push(line.trim_end().to_string());
+    }
+    lines
 }
 
 /// One configuration on a sweep's score-against-latency plot.
@@ -640,7 +672,7 @@ mod tests {
                 (i as f64 / 30.0, 12.0 + (i % 17) as f64 * 0.4 + spike)
             })
             .collect();
-        let img = latency_plot(&timeline, "bench: offline, 1 worker");
+        let img = latency_plot(&timeline, "bench: offline, 1 worker", "");
         assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
         assert!(has(&img, BLUE), "no points drawn");
         assert!(has(&img, RED), "no p99 line");
@@ -666,13 +698,43 @@ mod tests {
             vec![(-5.0, -1.0), (f64::MIN_POSITIVE, 1e-300)],
         ];
         for timeline in &cases {
-            let img = latency_plot(timeline, "");
+            let img = latency_plot(timeline, "", "");
             assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
             assert!(img.pixels().any(|p| *p != WHITE));
         }
-        let empty = latency_plot(&[], &"a very long title ".repeat(1000));
+        let empty = latency_plot(&[], &"a very long title ".repeat(1000), "");
         assert!(!has(&empty, BLUE));
         assert!(has(&empty, GREY_TEXT), "no \"no frames\" text");
+    }
+
+    #[test]
+    fn telemetry_footer_is_drawn_under_the_panels_and_wrapped() {
+        let timeline = [(0.0, 10.0), (1.0, 12.0)];
+        let footer = "telemetry: power mode MAXN (0); max GPU 1300 MHz; max temp 61.5 °C \
+                      (gpu-thermal); max power 12.4 W (VDD_GPU_SOC); throttled in 3 of 20 samples";
+        let with = latency_plot(&timeline, "t", footer);
+        let without = latency_plot(&timeline, "t", "");
+        let footer_ink = |img: &RgbImage| {
+            img.enumerate_pixels()
+                .filter(|(_, y, p)| i64::from(*y) > LEFT.y1 + 50 && **p == GREY_TEXT)
+                .count()
+        };
+        assert_eq!(footer_ink(&without), 0);
+        assert!(footer_ink(&with) > 0);
+        let lines = wrap(footer, 60);
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 60), "{lines:?}");
+        assert_eq!(
+            lines.concat().replace(' ', ""),
+            footer.replace("°C", "C").replace(';', ",").replace(' ', "")
+        );
+        // Every character of the footer has a glyph (no boxes for `;` or `°`).
+        assert!(
+            lines
+                .iter()
+                .flat_map(|l| l.chars())
+                .all(|c| glyph(c) != UNKNOWN || c == ' ')
+        );
     }
 
     #[test]

@@ -225,6 +225,14 @@ pub struct PipelineReport {
     /// a second (only where the machine exposes any of them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<crate::telemetry::TelemetryReport>,
+    /// A V4L2 capture's counts (a run on `--v4l2` only): buffers, frames, losses by reason,
+    /// frames the driver skipped, how frames were stamped, and why the capture ended early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureStats>,
+    /// Rotation, retention and the disk-space guard of the recording and results files (a
+    /// `run` that writes them); filled in by the caller that owns those files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::StorageReport>,
 }
 
 impl PipelineReport {

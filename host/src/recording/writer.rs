@@ -18,6 +18,7 @@ use super::format::{
 };
 use super::key::{FileCipher, RecordingKey, SALT_LEN, SEAL_OVERHEAD, WRITER_TAG_LEN, fill_random};
 use super::reader::scan_with;
+use crate::storage::{RotatingSet, SharedSetReport, Step, Stopped, StorageConfig, StorageError};
 
 /// How often the helper thread syncs a recording to the disk.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,6 +43,10 @@ pub struct RecordingWriter {
     offset: u64,
     /// Seals the payloads of an encrypted recording, with this writer's tag.
     sealing: Option<(FileCipher, [u8; WRITER_TAG_LEN])>,
+    /// Rotation, retention and the disk-space guard, for a recording made as a set of files.
+    storage: Option<RotatingSet>,
+    /// The key the next file of a rotating set is sealed with.
+    key: Option<RecordingKey>,
 }
 
 impl std::fmt::Debug for RecordingWriter {
@@ -172,7 +177,125 @@ impl RecordingWriter {
             stop_sync,
             offset,
             sealing,
+            storage: None,
+            key: None,
         }
+    }
+
+    /// Begins a recording as the set of files that `base` names under `config` (see
+    /// [`crate::storage`]): the single file `base` without rotation or retention, else numbered
+    /// files beside it. Before each record the set may have this writer finish the file and
+    /// go on in the next (the old file's last record and the new file's first are notes that
+    /// name each other, so every file reads back whole on its own), or stop it for a low disk
+    /// (a last note says why; later records are left out, and counted).
+    pub fn create_rotating(
+        base: &Path,
+        key: Option<&RecordingKey>,
+        config: &StorageConfig,
+    ) -> Result<Self, RecordingError> {
+        let now = Instant::now();
+        let from = |e: StorageError| match e {
+            StorageError::Io { path, source } => RecordingError::Io { path, source },
+            other => RecordingError::io(base, std::io::Error::other(other.to_string())),
+        };
+        let mut set = RotatingSet::new("recording", base, config, now).map_err(from)?;
+        let path = set.first_path().map_err(from)?;
+        let mut writer = Self::create_with(&path, key)?;
+        set.opened(&path, writer.offset, now);
+        writer.storage = Some(set);
+        writer.key = key.cloned();
+        Ok(writer)
+    }
+
+    /// The report of a recording begun with [`Self::create_rotating`].
+    pub fn storage_report(&self) -> Option<SharedSetReport> {
+        self.storage.as_ref().map(RotatingSet::report)
+    }
+
+    /// Whether the storage guard stopped this recording.
+    pub fn stopped(&self) -> bool {
+        self.storage.as_ref().is_some_and(RotatingSet::is_stopped)
+    }
+
+    /// Asks the set (if any) before `incoming` bytes: false when they are to be left out.
+    fn make_room(&mut self, incoming: u64) -> bool {
+        let now = Instant::now();
+        let step = match &mut self.storage {
+            None => return true,
+            Some(set) => set.before_write(incoming, now),
+        };
+        match step {
+            Step::Write => true,
+            Step::Skip => false,
+            Step::Stop(stopped) => {
+                self.stop_here(&stopped);
+                false
+            }
+            Step::Rotate { next, why } => match self.rotate(&next) {
+                Ok(()) => {
+                    let offset = self.offset;
+                    if let Some(set) = &mut self.storage {
+                        set.rotated(why, &next, offset, now);
+                    }
+                    true
+                }
+                Err(e) => {
+                    let stopped = self
+                        .storage
+                        .as_mut()
+                        .map(|set| set.rotation_failed(&e, now));
+                    if let Some(stopped) = stopped {
+                        self.stop_here(&stopped);
+                    }
+                    false
+                }
+            },
+        }
+    }
+
+    /// Ends the current file where it is: a note says why, and everything goes to the disk.
+    fn stop_here(&mut self, stopped: &Stopped) {
+        let note = serde_json::json!({
+            "stopped": stopped.reason,
+            "detail": stopped.detail,
+            "free_bytes": stopped.free_bytes,
+            "min_free_bytes": stopped.min_free_bytes,
+        });
+        let t = self.now_us();
+        let written = self.write_one(RecordKind::Note, t, note.to_string().as_bytes());
+        if let Err(e) = written.and_then(|()| {
+            self.file
+                .sync_all()
+                .map_err(|e| RecordingError::io(&self.path, e))
+        }) {
+            tracing::error!(error = %e, "finishing the recording after it stopped");
+        }
+    }
+
+    /// Finishes this file and goes on in `next`: the same key (a fresh salt), a fresh clock.
+    fn rotate(&mut self, next: &Path) -> Result<(), RecordingError> {
+        let name = |p: &Path| {
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        };
+        let mut fresh = Self::create_with(next, self.key.as_ref())?;
+        let continues = serde_json::json!({ "continues": name(&self.path) }).to_string();
+        fresh.write_one(RecordKind::Note, 0, continues.as_bytes())?;
+        let rotated_to = serde_json::json!({ "rotated_to": name(next) }).to_string();
+        let t = self.now_us();
+        self.write_one(RecordKind::Note, t, rotated_to.as_bytes())?;
+        // The file-specific half of the writer changes places; the counters and the set stay.
+        std::mem::swap(&mut self.path, &mut fresh.path);
+        std::mem::swap(&mut self.file, &mut fresh.file);
+        std::mem::swap(&mut self.started, &mut fresh.started);
+        std::mem::swap(&mut self.time_base_us, &mut fresh.time_base_us);
+        std::mem::swap(&mut self.offset, &mut fresh.offset);
+        std::mem::swap(&mut self.sealing, &mut fresh.sealing);
+        std::mem::swap(&mut self.stop_sync, &mut fresh.stop_sync);
+        self.records += fresh.records;
+        self.bytes += fresh.bytes;
+        // `fresh` now holds the finished file.
+        fresh.finish()
     }
 
     /// The file.
@@ -231,6 +354,11 @@ impl RecordingWriter {
         } else {
             MAX_RECORD_PAYLOAD
         };
+        let overhead = (RECORD_HEAD + 4) as u64;
+        let framed = payload.len() as u64 + overhead * (payload.len() / largest + 1) as u64;
+        if !self.make_room(framed) {
+            return Ok(());
+        }
         let mut pieces = payload.chunks(largest).peekable();
         if pieces.peek().is_none()
             && kind != RecordKind::EdgeToHost
@@ -273,6 +401,9 @@ impl RecordingWriter {
             return Err(RecordingError::io(&self.path, e));
         }
         self.offset += self.buf.len() as u64;
+        if let Some(set) = &mut self.storage {
+            set.wrote(self.buf.len() as u64);
+        }
         self.records += 1;
         self.bytes += payload.len() as u64;
         Ok(())
