@@ -50,7 +50,7 @@ fail() { echo "ci_package: $*" >&2; exit 1; }
 check_glibc_floor() {
     local objdump="$1" binary="$2" deb="$3" needs floor
     needs="$("$objdump" -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
-    floor="$(dpkg-deb -f "$deb" Depends | grep -o 'libc6 (>= [0-9.]*)' | grep -o '[0-9.]*[0-9]')"
+    floor="$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')"
     [ -n "$needs" ] && [ -n "$floor" ] || fail "$deb: no glibc version found (needs '$needs', floor '$floor')"
     [ "$(printf '%s\n%s\n' "$needs" "$floor" | sort -V | tail -n 1)" = "$floor" ] ||
         fail "$binary needs glibc $needs, newer than the package's libc6 (>= $floor)"
@@ -74,9 +74,9 @@ if ! cargo install --list | grep -x "cargo-deb v$cargo_deb_version:" >/dev/null;
 fi
 command -v lintian >/dev/null 2>&1 || apt_install lintian
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
-# cargo-deb finds the package's Depends with it.
-command -v dpkg-shlibdeps >/dev/null 2>&1 || apt_install dpkg-dev
-took "tools (cargo-deb $cargo_deb_version, lintian, systemd-analyze, dpkg-dev)"
+# cargo-deb strips the binary with strip; the glibc check reads it with objdump.
+command -v objdump >/dev/null 2>&1 || apt_install binutils
+took "tools (cargo-deb $cargo_deb_version, lintian, systemd-analyze, binutils)"
 
 # cargo deb's last line on stdout is the package's path.
 deb="$(cargo deb -p dinoedge "${build[@]}" | tail -n 1)"

@@ -3,8 +3,10 @@
 //!
 //! - `READY=1` goes out once the pipeline runs: `dinoedge run` loads the model and warms the
 //!   engine up (`Models::load`) before it starts the pipeline, and the first frame or status
-//!   tick of the pipeline says that its stages are up and its source opened. Until then
-//!   `systemctl start` waits (the unit's `TimeoutStartSec` allows for a TensorRT engine build).
+//!   tick of the pipeline says that its stages are up (a live link may still wait for its
+//!   edge: that is not a fault, see below). Until then `systemctl start` waits (the unit's
+//!   `TimeoutStartSec` allows for the loading; TensorRT engines are built beforehand, never
+//!   at start).
 //! - `WATCHDOG=1` goes out only while frames make progress, as [`watchdog`] defines it: a
 //!   source that sends nothing is not a fault; frames waiting while none completes for longer
 //!   than `WatchdogSec` are, and systemd then restarts the service.
