@@ -7,50 +7,11 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dinoedge::proto::{
-    Capabilities, Hello, MIN_PACKET, Message, PROTOCOL_VERSION, PixelFormat, Sensor, Version, wire,
-};
 use dinoedge::recording::reader::scan_with;
 use dinoedge::recording::{
     Damage, RecordKind, RecordingError, RecordingKey, RecordingReader, RecordingWriter,
     create_key_file,
 };
-use dinoedge::wire_tools::synth::{SynthConfig, synthesize};
-
-/// The bytes of an edge session: a `Hello`, then frames of the synthetic pattern.
-fn edge_bytes() -> Vec<u8> {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        device_id: heapless::String::try_from("crash-test").unwrap(),
-        firmware_version: Version {
-            major: 1,
-            minor: 0,
-            patch: 0,
-        },
-        sensor: Sensor {
-            width: 160,
-            height: 120,
-            format: PixelFormat::Gray8,
-            fps_milli: 30_000,
-        },
-        max_packet_tx: 4096,
-        max_packet_rx: MIN_PACKET as u32,
-        capabilities: Capabilities::default(),
-        previous: None,
-    };
-    let mut buf = vec![0u8; wire::encode_buffer_len(4096)];
-    let mut out = wire::encode_limited(&Message::Hello(hello), 4096, &mut buf)
-        .unwrap()
-        .to_vec();
-    let config = SynthConfig {
-        frames: 2000,
-        width: 160,
-        height: 120,
-        ..SynthConfig::default()
-    };
-    synthesize(&config, &mut out).unwrap();
-    out
-}
 
 #[test]
 fn a_recording_killed_mid_stream_keeps_everything_complete() {
@@ -95,7 +56,7 @@ fn killed_mid_stream(encrypted: bool) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let sent = edge_bytes();
+    let sent = crate::common::edge_session_bytes("crash-test", 2000);
     let mut edge = TcpStream::connect(&addr).unwrap();
     // Send in uneven pieces until a good part is on disk, then kill the recorder mid-stream.
     let started = Instant::now();

@@ -11,15 +11,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dinoedge::proto::{
-    Capabilities, Hello, MIN_PACKET, Message, PROTOCOL_VERSION, PixelFormat, Sensor, Version, wire,
-};
 use dinoedge::recording::reader::scan_with;
 use dinoedge::recording::{RecordKind, RecordingKey, RecordingReader, RecordingWriter};
 use dinoedge::storage::{
     FreeSpace, MinFree, Policy, Retention, Rotation, Space, StopReason, StorageConfig, snapshot,
 };
-use dinoedge::wire_tools::synth::{SynthConfig, synthesize};
 
 use crate::common::{fixture_model, gray_frame, read_json, s, scratch, write_recording};
 
@@ -231,41 +227,6 @@ fn a_low_disk_stops_the_recording_with_its_file_complete() {
 
 // ---- through the binary ----
 
-/// An edge session: a `Hello`, then `frames` 160x120 frames of the synthetic pattern.
-fn edge_bytes(frames: u32) -> Vec<u8> {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        device_id: heapless::String::try_from("storage-test").unwrap(),
-        firmware_version: Version {
-            major: 1,
-            minor: 0,
-            patch: 0,
-        },
-        sensor: Sensor {
-            width: 160,
-            height: 120,
-            format: PixelFormat::Gray8,
-            fps_milli: 30_000,
-        },
-        max_packet_tx: 4096,
-        max_packet_rx: MIN_PACKET as u32,
-        capabilities: Capabilities::default(),
-        previous: None,
-    };
-    let mut buf = vec![0u8; wire::encode_buffer_len(4096)];
-    let mut out = wire::encode_limited(&Message::Hello(hello), 4096, &mut buf)
-        .unwrap()
-        .to_vec();
-    let config = SynthConfig {
-        frames,
-        width: 160,
-        height: 120,
-        ..SynthConfig::default()
-    };
-    synthesize(&config, &mut out).unwrap();
-    out
-}
-
 /// `dinoedge run --tcp` against an edge played by this test: it sends a session of 40
 /// frames, reads whatever the host answers, and waits for the run (which stops after 6
 /// processed frames) to end. Returns (exit code, stdout, stderr).
@@ -292,7 +253,7 @@ fn live_run(extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         while matches!(answers.read(&mut sink), Ok(n) if n > 0) {}
     });
     // The host may hang up once it has its frames: a failed write ends the session early.
-    let _ = edge.write_all(&edge_bytes(40));
+    let _ = edge.write_all(&crate::common::edge_session_bytes("storage-test", 40));
     let out = child.wait_with_output().unwrap();
     let _ = edge.shutdown(std::net::Shutdown::Both);
     drop::<TcpStream>(edge);

@@ -148,3 +148,44 @@ pub fn import_echo_cine(dir: &std::path::Path) -> std::path::PathBuf {
     assert_eq!(code, 0, "{err}");
     rec
 }
+
+/// The bytes of an edge session as it arrives on the link: a `Hello` from `device`, then
+/// `frames` 160x120 Gray8 frames of the synthetic pattern.
+pub fn edge_session_bytes(device: &str, frames: u32) -> Vec<u8> {
+    use dinoedge::proto::{
+        Capabilities, Hello, MIN_PACKET, Message, PROTOCOL_VERSION, PixelFormat, Sensor, Version,
+        wire,
+    };
+    use dinoedge::wire_tools::synth::{SynthConfig, synthesize};
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device_id: heapless::String::try_from(device).unwrap(),
+        firmware_version: Version {
+            major: 1,
+            minor: 0,
+            patch: 0,
+        },
+        sensor: Sensor {
+            width: 160,
+            height: 120,
+            format: PixelFormat::Gray8,
+            fps_milli: 30_000,
+        },
+        max_packet_tx: 4096,
+        max_packet_rx: MIN_PACKET as u32,
+        capabilities: Capabilities::default(),
+        previous: None,
+    };
+    let mut buf = vec![0u8; wire::encode_buffer_len(4096)];
+    let mut out = wire::encode_limited(&Message::Hello(hello), 4096, &mut buf)
+        .unwrap()
+        .to_vec();
+    let config = SynthConfig {
+        frames,
+        width: 160,
+        height: 120,
+        ..SynthConfig::default()
+    };
+    synthesize(&config, &mut out).unwrap();
+    out
+}
