@@ -9,9 +9,10 @@
 #   bash scripts/ci_package.sh --arm64    # also an arm64 package (below), built and listed
 #
 # Why CI packages the dev build: the checks are about the package (files, scripts, unit, rule,
-# config), not the code's speed, and a release build of the host from cold took 81 min on the
-# 2-core CI machine (shared with other builds), while `cargo deb --profile dev` reuses what
-# `cargo test` built and took 6 s with `--fast` compression (74 s with xz's default level).
+# config), not the code's speed. A cold release build of the host took 13.5 min on the 2-core
+# CI machine (81 min while other builds shared it), most of the time this issue may add to CI;
+# `cargo deb --profile dev` reuses what `cargo test` built and took 6 s with `--fast`
+# compression (74 s with xz's default level), the whole script 30 s.
 # cargo-deb 3.8 warns that it may refuse the dev profile in a later version: it is pinned.
 #
 # The Jetson's package (arm64), without Docker, on Debian or Ubuntu:
