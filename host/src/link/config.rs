@@ -34,11 +34,15 @@ pub struct LinkConfig {
     pub backlog_events: usize,
     /// Frame bytes held for such a consumer, at most (frames can be tens of MiB each).
     pub backlog_bytes: usize,
+    /// Take no frames from the edge: it serves only its controls (buttons, pedal, alarm)
+    /// while the frames come from a capture on the host (PROTOCOL.md §6.8). The edge gets no
+    /// credit, frame packets are counted and ignored, and results go to its current session.
+    pub controls_only: bool,
 }
 
 impl Default for LinkConfig {
     /// 64 KiB packets in, 1 KiB out, 4 frames in flight, PROTOCOL.md's intervals, a backlog of
-    /// at most 4,096 events and 256 MiB.
+    /// at most 4,096 events and 256 MiB; frames taken.
     fn default() -> Self {
         LinkConfig {
             max_packet_to_host: 64 * 1024,
@@ -53,6 +57,7 @@ impl Default for LinkConfig {
             reconnect_delay: Duration::from_millis(200),
             backlog_events: 4096,
             backlog_bytes: 256 * 1024 * 1024,
+            controls_only: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the link hands its consumer, and what the consumer hands back.
 
 use dinoedge_proto::reassembly::{Frame, Loss};
-use dinoedge_proto::{ErrorReport, Event, Hello, InferenceResult, Log};
+use dinoedge_proto::{ErrorReport, Event, EventKind, Hello, InferenceResult, Log};
 
 /// A frame as the host received it.
 #[derive(Debug)]
@@ -14,6 +14,33 @@ pub struct ReceivedFrame {
     pub received_us: u64,
     /// Its capture time mapped onto the link's clock, once the clock offset is known.
     pub capture_host_us: Option<u64>,
+}
+
+/// A button, pedal or probe event from the edge, as the host received it.
+#[derive(Debug, Clone)]
+pub struct EdgeInput {
+    /// The event, its time on the edge's clock.
+    pub event: Event,
+    /// The edge's session it came in (0 before a session began).
+    pub session_id: u32,
+    /// When it arrived, on the link's clock (µs).
+    pub received_us: u64,
+    /// Its time on the edge's clock mapped onto the link's, once the clock offset is known.
+    pub at_host_us: Option<u64>,
+}
+
+impl EdgeInput {
+    /// Its kind's name: `FreezePressed`, `FreezeReleased`, `FootSwitchPressed`,
+    /// `FootSwitchReleased` or `ProbeChanged`.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.event.kind {
+            EventKind::FreezePressed => "FreezePressed",
+            EventKind::FreezeReleased => "FreezeReleased",
+            EventKind::FootSwitchPressed => "FootSwitchPressed",
+            EventKind::FootSwitchReleased => "FootSwitchReleased",
+            EventKind::ProbeChanged { .. } => "ProbeChanged",
+        }
+    }
 }
 
 /// A result on its way back to the edge.
@@ -46,7 +73,7 @@ pub enum LinkEvent {
     /// A frame was lost.
     Lost(Loss),
     /// A button, pedal or probe event from the edge.
-    EdgeEvent(Event),
+    EdgeEvent(EdgeInput),
     /// A log line from the edge.
     EdgeLog(Log),
     /// The edge reported a fault.

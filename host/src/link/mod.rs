@@ -19,7 +19,7 @@ pub mod source;
 pub mod stats;
 
 pub use config::LinkConfig;
-pub use event::{LinkEvent, OutgoingResult, ReceivedFrame};
+pub use event::{EdgeInput, LinkEvent, OutgoingResult, ReceivedFrame};
 pub use runner::{Link, LinkHandle, ResultRefused, ResultSender, spawn};
 pub use session::LinkSession;
 pub use source::{Connection, Limited, LiveSource, OpenFuture, Source, Transport, TransportError};

@@ -67,6 +67,13 @@ pub struct LinkStats {
     pub results_stale: u64,
     /// Results sent without their mask, which did not fit the edge's packet size.
     pub results_mask_left_out: u64,
+    /// Frame packets from an edge that serves only its controls ([`LinkConfig::controls_only`]:
+    /// it was granted no credit), ignored.
+    ///
+    /// [`LinkConfig::controls_only`]: super::LinkConfig::controls_only
+    pub frame_packets_unasked: u64,
+    /// Button, pedal and probe events received from the edge.
+    pub edge_events: u64,
 }
 
 impl LinkStats {

@@ -24,7 +24,11 @@ impl Core {
             .sensor
             .format
             .frame_len(hello.sensor.width, hello.sensor.height);
-        if implied.is_none_or(|len| len > self.config.reassembly.max_frame_len) {
+        // Frames are refused before the edge sends one; an edge that only serves its controls
+        // sends none, whatever its sensor.
+        if !self.config.controls_only
+            && implied.is_none_or(|len| len > self.config.reassembly.max_frame_len)
+        {
             return self.reject(RejectReason::UnsupportedFormat);
         }
         self.tell_previous_session(hello);

@@ -302,6 +302,9 @@ impl Core {
     /// Frames the edge may have in flight: the consumer's free room (less what already waits
     /// for it), up to the credit window.
     fn credit_room(&self) -> u32 {
+        if self.config.controls_only {
+            return 0;
+        }
         let free = self.consumer_room.saturating_sub(self.backlog.len());
         u32::try_from(free)
             .unwrap_or(u32::MAX)
@@ -318,6 +321,10 @@ impl Core {
     }
 
     fn send_credit(&mut self, now_us: u64) {
+        // An edge that serves only its controls is never granted a frame.
+        if self.config.controls_only {
+            return;
+        }
         let Some(conn) = &self.conn else { return };
         let credit = self.credit(&conn.reassembler);
         self.send_control(&credit);

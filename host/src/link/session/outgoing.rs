@@ -54,16 +54,30 @@ impl Core {
     }
 
     pub(super) fn on_result(&mut self, now_us: u64, out: &OutgoingResult) {
+        // An edge serving only its controls gets every result, in whatever session it is in:
+        // the frames came from a capture on the host, not from any session of the edge's.
+        let controls_only = self.config.controls_only;
         let current = self
             .conn
             .as_ref()
             .and_then(|c| c.session.as_ref())
-            .is_some_and(|s| s.id == out.session_id);
+            .is_some_and(|s| controls_only || s.id == out.session_id);
         if !current {
             self.stats.results_stale += 1;
             return;
         }
         let mut msg = out.result.clone();
+        if controls_only {
+            // The capture time on the edge's clock (PROTOCOL.md §6.8); 0 until the offset is
+            // known.
+            msg.capture_us = self
+                .stats
+                .clock_offset_us
+                .and_then(|offset| {
+                    u64::try_from(i128::from(msg.capture_us) + i128::from(offset)).ok()
+                })
+                .unwrap_or(0);
+        }
         msg.mask = out.mask.as_ref().map(|(width, height, runs)| RleMask {
             width: *width,
             height: *height,

@@ -5,7 +5,7 @@ use dinoedge_proto::reassembly::{Reassembled, Reassembler};
 use dinoedge_proto::{ErrorCode, ErrorReport, Message, Pong};
 
 use super::{CLOCK_SAMPLES, Core, PROTOCOL_ERROR_INTERVAL_US, Session};
-use crate::link::event::{LinkEvent, ReceivedFrame};
+use crate::link::event::{EdgeInput, LinkEvent, ReceivedFrame};
 use crate::link::stats::{FrameLoss, LinkStats};
 
 impl Core {
@@ -18,7 +18,10 @@ impl Core {
                 self.on_frame_packet(now_us, msg)
             }
             Message::Heartbeat(beat) => {
-                if let Some(session) = &mut conn.session {
+                // Frames an edge serving only its controls drops are frames nobody asked for.
+                if let Some(session) = &mut conn.session
+                    && !self.config.controls_only
+                {
                     note_dropped(session, beat.dropped_at_source, &mut self.stats);
                 }
             }
@@ -39,7 +42,20 @@ impl Core {
                     }
                 }
             }
-            Message::Event(event) => self.emit(LinkEvent::EdgeEvent(event.clone())),
+            Message::Event(event) => {
+                self.stats.edge_events += 1;
+                let session_id = conn.session.as_ref().map_or(0, |s| s.id);
+                let at_host_us = self.stats.clock_offset_us.and_then(|offset| {
+                    u64::try_from(i128::from(event.at_us) - i128::from(offset)).ok()
+                });
+                tracing::info!(kind = ?event.kind, session_id, "edge control");
+                self.emit(LinkEvent::EdgeEvent(EdgeInput {
+                    event: event.clone(),
+                    session_id,
+                    received_us: now_us,
+                    at_host_us,
+                }));
+            }
             Message::Log(log) => {
                 tracing::info!(level = ?log.level, text = %log.text, "edge log");
                 self.emit(LinkEvent::EdgeLog(log.clone()));
@@ -85,6 +101,11 @@ impl Core {
             }
             return;
         };
+        if self.config.controls_only {
+            // Granted no credit, the edge sent frames anyway: they are not wanted here.
+            self.stats.frame_packets_unasked += 1;
+            return;
+        }
         if let Message::FrameStart(start) = msg {
             note_dropped(session, start.dropped_at_source, &mut self.stats);
         }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use dinoedge_proto::reassembly::LossReason;
 use dinoedge_proto::wire::{self, Decoder};
 use dinoedge_proto::{
-    AlarmFlags, Capabilities, ErrorCode, FrameChunk, FrameEnd, FrameMeta, FrameStart, Heartbeat,
-    Hello, InferenceResult, Latency, Message, PROTOCOL_VERSION, PixelFormat, Pong, PreviousSession,
-    RejectReason, Sensor, Version,
+    AlarmFlags, Capabilities, ErrorCode, Event, EventKind, FrameChunk, FrameEnd, FrameMeta,
+    FrameStart, Heartbeat, Hello, InferenceResult, Latency, Message, PROTOCOL_VERSION, PixelFormat,
+    Pong, PreviousSession, RejectReason, Sensor, Version,
 };
 
 use super::LinkSession;
@@ -39,6 +39,7 @@ enum Sent {
     },
     Result {
         seq: u32,
+        capture_us: u64,
         mask: Option<(u16, u16)>,
         alarms: u32,
     },
@@ -110,6 +111,7 @@ impl Host {
                 },
                 Message::Result(r) => Sent::Result {
                     seq: r.seq,
+                    capture_us: r.capture_us,
                     mask: r.mask.map(|m| (m.width, m.height)),
                     alarms: r.alarms.0,
                 },
@@ -499,6 +501,7 @@ fn results_go_back_with_fresh_credit_and_stale_ones_are_counted() {
         vec![
             Sent::Result {
                 seq: 0,
+                capture_us: 0,
                 mask: Some((2, 2)),
                 alarms: AlarmFlags::BAD_INPUT.0
             },
@@ -529,6 +532,7 @@ fn a_mask_too_large_for_the_edges_packets_is_left_out_and_counted() {
         sent.first(),
         Some(&Sent::Result {
             seq: 0,
+            capture_us: 0,
             mask: None,
             alarms: AlarmFlags::BAD_INPUT.0
         })
@@ -714,4 +718,124 @@ fn an_edge_that_names_another_session_or_none_gets_no_losses_made_up() {
         );
         assert_eq!(host.link.stats().frames_lost.get("ConnectionLost"), None);
     }
+}
+
+#[test]
+fn an_edge_serving_only_its_controls_gets_no_credit_and_every_result_and_is_heard() {
+    let mut host = Host::new(LinkConfig {
+        controls_only: true,
+        ..LinkConfig::default()
+    });
+    host.events();
+    host.now = 10 * MS;
+    // A sensor far too large to take: it does not matter, no frame is taken.
+    host.recv(&hello(PROTOCOL_VERSION, 4096, 1024, 60_000, 60_000));
+    assert_eq!(
+        host.sent(),
+        vec![
+            Sent::Welcome {
+                session_id: SESSION,
+                credits: 0
+            },
+            Sent::Ping {
+                id: 1,
+                sent_us: 10 * MS
+            },
+        ]
+    );
+    host.events();
+    // The edge's clock runs 1 s ahead.
+    host.now = 12 * MS;
+    host.recv(&Message::Pong(Pong {
+        id: 1,
+        ping_sent_us: 10 * MS,
+        received_us: 1_000_000 + 11 * MS,
+    }));
+
+    // A frame sent without credit is counted and ignored; no credit is ever granted, and the
+    // frames the edge drops for want of it are not the run's losses.
+    host.frame(0, 0);
+    host.recv(&Message::Heartbeat(Heartbeat {
+        now_us: 0,
+        frames_sent: 0,
+        dropped_at_source: 30,
+        packets_received: 0,
+        packets_rejected: 0,
+    }));
+    host.advance(1_000 * MS);
+    assert!(
+        !host.sent().iter().any(|s| matches!(s, Sent::Credit(_))),
+        "no credit for an edge serving its controls"
+    );
+    assert!(host.events().is_empty());
+    let stats = host.link.stats();
+    assert_eq!(stats.frame_packets_unasked, 4);
+    assert_eq!(
+        (
+            stats.frames_received,
+            stats.lost_total(),
+            stats.dropped_at_edge
+        ),
+        (0, 0, 0)
+    );
+
+    // A result for a frame captured on the host (the capture's own session, not the edge's)
+    // goes to the edge's session, its capture time moved onto the edge's clock.
+    let mut captured = result(1, 77, None);
+    captured.result.capture_us = 45 * MS;
+    host.link.on_result(host.now, &captured);
+    assert_eq!(
+        host.sent(),
+        vec![Sent::Result {
+            seq: 77,
+            capture_us: 1_000_000 + 45 * MS,
+            mask: None,
+            alarms: AlarmFlags::BAD_INPUT.0
+        }]
+    );
+
+    // The pedal: handed on with its time on the host's clock and its session.
+    host.recv(&Message::Event(Event {
+        at_us: 1_000_000 + 60 * MS,
+        kind: EventKind::FootSwitchPressed,
+    }));
+    let events = host.events();
+    let [LinkEvent::EdgeEvent(pedal)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(pedal.kind_name(), "FootSwitchPressed");
+    assert_eq!(
+        (pedal.session_id, pedal.at_host_us, pedal.received_us),
+        (SESSION, Some(60 * MS), host.now)
+    );
+    assert_eq!(host.link.stats().edge_events, 1);
+
+    // With the edge gone, a result has nowhere to go: counted, not sent.
+    host.link.on_disconnected(host.now, "unplugged");
+    host.link.on_connected(host.now);
+    host.link.on_result(host.now, &captured);
+    assert_eq!(host.sent(), vec![]);
+    let stats = host.link.stats();
+    assert_eq!((stats.results_sent, stats.results_stale), (1, 1));
+}
+
+#[test]
+fn results_go_to_an_edge_serving_its_controls_with_capture_time_zero_until_its_clock_is_known() {
+    let mut host = Host::new(LinkConfig {
+        controls_only: true,
+        ..LinkConfig::default()
+    });
+    host.open_session();
+    let mut captured = result(1, 5, None);
+    captured.result.capture_us = 45 * MS;
+    host.link.on_result(host.now, &captured);
+    assert_eq!(
+        host.sent(),
+        vec![Sent::Result {
+            seq: 5,
+            capture_us: 0,
+            mask: None,
+            alarms: AlarmFlags::BAD_INPUT.0
+        }]
+    );
 }
