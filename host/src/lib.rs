@@ -16,6 +16,7 @@ pub use dinoedge_proto as proto;
 
 pub mod backbone;
 pub mod capture;
+pub mod controls;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod doctor;

@@ -36,7 +36,7 @@ pub use device::{Device, DeviceError, DeviceRequest};
 pub use format::{CaptureFormat, ConvertError, Converted, FrameSize, Layout, convert, fourcc_name};
 pub use source::{
     BufferSource, Capture, CaptureClock, CaptureStats, FrameMaker, Next, RawBuffer,
-    RecordedBuffers, StampSource, Timestamp, spawn,
+    RecordedBuffers, StampSource, Timestamp, spawn, spawn_into,
 };
 
 /// Why a captured buffer did not become a frame, as counted (by [`CaptureLoss::name`]) in the

@@ -432,6 +432,20 @@ pub struct Capture {
 /// them.
 pub fn spawn(source: Box<dyn BufferSource>, epoch: Instant, capacity: usize) -> Capture {
     let (events_tx, events) = mpsc::channel(capacity.max(1));
+    let (handle, stats) = spawn_into(source, epoch, events_tx);
+    Capture {
+        link: Link { events, handle },
+        stats,
+    }
+}
+
+/// [`spawn`], with the frames sent into `events`, a queue the caller may share with another
+/// sender (the edge's controls, `crate::controls`); the capture's counts come with the handle.
+pub fn spawn_into(
+    source: Box<dyn BufferSource>,
+    epoch: Instant,
+    events_tx: mpsc::Sender<LinkEvent>,
+) -> (LinkHandle, watch::Receiver<CaptureStats>) {
     let (results_tx, results_rx) = mpsc::channel::<OutgoingResult>(RESULT_QUEUE);
     let (link_stats_tx, link_stats) = watch::channel(LinkStats::default());
     let (stats_tx, stats) = watch::channel(CaptureStats {
@@ -473,13 +487,10 @@ pub fn spawn(source: Box<dyn BufferSource>, epoch: Instant, capacity: usize) -> 
         link_stats.clone(),
         spawn_error,
     ));
-    Capture {
-        link: Link {
-            events,
-            handle: LinkHandle::from_parts(results_tx, link_stats, stop_tx, task),
-        },
+    (
+        LinkHandle::from_parts(results_tx, link_stats, stop_tx, task),
         stats,
-    }
+    )
 }
 
 /// The capture's side of the link handle: passes a stop on to the thread, takes the

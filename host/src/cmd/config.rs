@@ -8,7 +8,8 @@
 //! ```toml
 //! [source]
 //! listen = "0.0.0.0:7000"          # or serial = "/dev/ttyACM0" (with baud), tcp, replay,
-//!                                  # or v4l2 = "/dev/video0" (v4l2_format, v4l2_size, v4l2_fps)
+//!                                  # or v4l2 = "/dev/video0" (v4l2_format, v4l2_size, v4l2_fps),
+//!                                  # alone or with the edge's link for its controls
 //! [link]
 //! keys = "/etc/dinoedge/keys"      # or cleartext = true (serial, or TCP on loopback)
 //! [model]
@@ -164,17 +165,18 @@ pub fn parse(text: &str) -> anyhow::Result<Config> {
     // toml's message names the key, what it expected, and the line.
     let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let s = &config.source;
-    let sources = [
-        s.listen.is_some(),
-        s.tcp.is_some(),
-        s.serial.is_some(),
-        s.replay.is_some(),
-        s.v4l2.is_some(),
-    ];
-    match sources.iter().filter(|&&b| b).count() {
-        1 => {}
-        0 => bail!("[source] needs one of listen, tcp, serial, replay or v4l2"),
-        _ => bail!("[source] has more than one of listen, tcp, serial, replay and v4l2; keep one"),
+    let links = [s.listen.is_some(), s.tcp.is_some(), s.serial.is_some()]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+    // v4l2 with one edge link: the capture brings the frames and the edge its controls.
+    match (links, s.replay.is_some(), s.v4l2.is_some()) {
+        (0, false, false) => bail!("[source] needs one of listen, tcp, serial, replay or v4l2"),
+        (2.., _, _) => bail!("[source] has more than one of listen, tcp and serial; keep one"),
+        (_, true, true) | (1, true, false) => bail!(
+            "[source] has more than one of listen, tcp, serial, replay and v4l2; keep one              (v4l2 may have one of listen, tcp or serial beside it, for the edge's controls)"
+        ),
+        _ => {}
     }
     if (s.v4l2_format.is_some() || s.v4l2_size.is_some() || s.v4l2_fps.is_some())
         && s.v4l2.is_none()

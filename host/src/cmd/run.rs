@@ -276,13 +276,14 @@ pub struct RunArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct V4l2Args {
     /// Capture frames from this V4L2 device (a USB UVC grabber, an HDMI capture card, a CSI
-    /// camera), stamped at capture, instead of the edge's link. No edge answers: results go to
-    /// --results and the view only.
+    /// camera), stamped at capture, instead of from the edge. With --serial, --tcp or
+    /// --listen too, the edge on that link serves its controls (buttons, pedal, alarm: it
+    /// sends no frames, and gets every result); alone, results go to --results and the view.
     #[arg(
         id = "v4l2",
         long = "v4l2",
         value_name = "DEVICE",
-        conflicts_with_all = ["serial", "tcp", "listen", "replay", "record"]
+        conflicts_with_all = ["replay", "record"]
     )]
     device: Option<PathBuf>,
     /// Pixel format to capture in: yuyv, uyvy, nv12, grey, rgb24, bgr24 or mjpeg (default: the
@@ -299,7 +300,7 @@ pub struct V4l2Args {
 
 impl V4l2Args {
     /// The device, opened and set up (before the model loads: a wrong device fails at once).
-    fn input(&self) -> anyhow::Result<Input> {
+    fn open(&self) -> anyhow::Result<dinoedge::capture::Device> {
         let Some(path) = &self.device else {
             bail!("--v4l2 DEVICE is needed");
         };
@@ -309,8 +310,7 @@ impl V4l2Args {
             fps: self.v4l2_fps,
             ..dinoedge::capture::DeviceRequest::default()
         };
-        let device = dinoedge::capture::Device::open(path, &request)?;
-        Ok(Input::Capture(Box::new(device)))
+        Ok(dinoedge::capture::Device::open(path, &request)?)
     }
 }
 
@@ -673,6 +673,24 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         out.push('\n');
         out.push_str(&capture.summary_line());
     }
+    match &report.controls {
+        Some(controls) => {
+            out.push('\n');
+            out.push_str(&controls.summary_line());
+        }
+        None if !report.edge_events.is_empty() => {
+            out.push_str(&format!(
+                "\nedge events: {}",
+                report
+                    .edge_events
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None => {}
+    }
     if let Some(storage) = report.storage.as_ref().filter(|s| !s.is_quiet()) {
         for line in storage.summary_lines() {
             out.push_str(&format!("\n{line}"));
@@ -784,27 +802,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return run(from_config(path)?);
     }
     let policy = policy(args.policy);
-    let input = match (&args.serial, args.tcp, args.listen, &args.replay) {
-        (Some(path), None, None, None) => Input::Link(Transport::Serial {
+    let transport = match (&args.serial, args.tcp, args.listen) {
+        (Some(path), None, None) => Some(Transport::Serial {
             path: path.clone(),
             baud: args.baud,
         }),
-        (None, Some(addr), None, None) => Input::Link(Transport::TcpConnect(addr)),
-        (None, None, Some(addr), None) => Input::Link(Transport::TcpListen(addr)),
-        (None, None, None, Some(path)) => Input::Replay {
+        (None, Some(addr), None) => Some(Transport::TcpConnect(addr)),
+        (None, None, Some(addr)) => Some(Transport::TcpListen(addr)),
+        _ => None,
+    };
+    let link_security = match &transport {
+        Some(transport) => args.security.resolve(transport)?,
+        None => None,
+    };
+    let input = match (transport, &args.replay, args.v4l2.device.is_some()) {
+        (Some(transport), None, false) => Input::Link(transport),
+        (None, Some(path), false) => Input::Replay {
             path: path.clone(),
             pace: args.pace.pace(policy)?,
             repeat_for: None,
         },
-        (None, None, None, None) if args.v4l2.device.is_some() => args.v4l2.input()?,
+        (None, None, true) => Input::Capture(Box::new(args.v4l2.open()?)),
+        // The capture brings the frames, the edge its buttons, pedal and alarm.
+        (Some(transport), None, true) => Input::CaptureWithControls {
+            capture: Box::new(args.v4l2.open()?),
+            edge: pipeline::edge_source(transport, link_security.as_ref())?,
+        },
         _ => bail!(
             "say where frames come from: --serial PATH, --tcp ADDR, --listen ADDR, --replay FILE \
-             or --v4l2 DEVICE"
+             or --v4l2 DEVICE (with one of the first three for the edge's controls)"
         ),
-    };
-    let link_security = match &input {
-        Input::Link(transport) => args.security.resolve(transport)?,
-        _ => None,
     };
     if let Some(path) = &args.report
         && path.exists()
@@ -859,6 +886,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Input::Replay { path, .. } => format!("replay of {}", path.display()),
             Input::Source(source) => source.describe(),
             Input::Capture(capture) => capture.describe(),
+            Input::CaptureWithControls { capture, edge } => format!(
+                "{}, with the edge's controls on {}",
+                capture.describe(),
+                edge.describe()
+            ),
         },
         models.backbone.config().arch_name(),
         models.backbone.size(),

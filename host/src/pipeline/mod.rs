@@ -79,6 +79,30 @@ pub enum Input {
     /// A capture device on the host (V4L2), or recorded buffers: frames stamped at capture,
     /// no edge (`crate::capture`).
     Capture(Box<dyn crate::capture::BufferSource>),
+    /// A capture on the host with the edge's link beside it serving only the controls:
+    /// buttons and pedal reach the run, results reach the edge's alarm (`crate::controls`).
+    CaptureWithControls {
+        /// The frames.
+        capture: Box<dyn crate::capture::BufferSource>,
+        /// The edge's link, secured by the caller where it must be ([`edge_source`]).
+        edge: Box<dyn Source>,
+    },
+}
+
+/// The edge's live link on `transport`: secured with `security` (every packet sealed) where
+/// given, in the clear otherwise.
+pub fn edge_source(
+    transport: Transport,
+    security: Option<&crate::link::secure::LinkSecurity>,
+) -> Result<Box<dyn Source>, crate::link::TransportError> {
+    let live: Box<dyn Source> = Box::new(LiveSource::new(transport)?);
+    Ok(match security {
+        Some(security) => Box::new(crate::link::secure::SecureSource::new(
+            live,
+            security.clone(),
+        )),
+        None => live,
+    })
 }
 
 impl std::fmt::Debug for Input {
@@ -88,6 +112,12 @@ impl std::fmt::Debug for Input {
             Input::Replay { path, pace, .. } => write!(f, "Replay({}, {pace:?})", path.display()),
             Input::Source(s) => write!(f, "Source({})", s.describe()),
             Input::Capture(c) => write!(f, "Capture({})", c.describe()),
+            Input::CaptureWithControls { capture, edge } => write!(
+                f,
+                "CaptureWithControls({}, {})",
+                capture.describe(),
+                edge.describe()
+            ),
         }
     }
 }
@@ -201,6 +231,10 @@ pub struct LiveStatus {
     pub dropped_by_reason: std::collections::BTreeMap<String, u64>,
     /// The link's counters as of now.
     pub link: crate::link::LinkStats,
+    /// The edge's button, pedal and probe events so far.
+    pub edge_events: u64,
+    /// The edge's controls beside a capture, as of now.
+    pub controls: Option<crate::controls::ControlsReport>,
 }
 
 /// Runs the pipeline on `input` until the input ends (a replay), `stop` turns true, or a
@@ -242,20 +276,15 @@ pub fn run(
     enum Feed {
         Link(Box<dyn Source>),
         Capture(Box<dyn crate::capture::BufferSource>),
+        Controls(Box<dyn crate::capture::BufferSource>, Box<dyn Source>),
     }
     let (feed, replay_end) = match input {
         Input::Capture(buffers) => (Feed::Capture(buffers), None),
+        Input::CaptureWithControls { capture, edge } => (Feed::Controls(capture, edge), None),
         Input::Source(source) => (Feed::Link(source), None),
         Input::Link(transport) => {
-            let live: Box<dyn Source> = Box::new(LiveSource::new(transport)?);
             // Sealing sits below the tap, so a recording holds the clear protocol.
-            let live: Box<dyn Source> = match &config.link_security {
-                Some(security) => Box::new(crate::link::secure::SecureSource::new(
-                    live,
-                    security.clone(),
-                )),
-                None => live,
-            };
+            let live = edge_source(transport, config.link_security.as_ref())?;
             let source: Box<dyn Source> = match &config.record {
                 Some(rec) => Box::new(TappedSource::new(live, rec.clone())),
                 None => live,
@@ -286,16 +315,22 @@ pub fn run(
         }
     };
     let window = config.link.credit_window.max(1) as usize;
-    let (link, capture_stats) = {
+    let (link, capture_stats, controls) = {
         let _guard = runtime.enter();
         match feed {
             Feed::Link(source) => (
                 crate::link::spawn(source, config.link.clone(), epoch, window),
                 None,
+                None,
             ),
             Feed::Capture(buffers) => {
                 let capture = crate::capture::spawn(buffers, epoch, window);
-                (capture.link, Some(capture.stats))
+                (capture.link, Some(capture.stats), None)
+            }
+            Feed::Controls(buffers, edge) => {
+                let c =
+                    crate::controls::spawn(buffers, edge, config.link.clone(), epoch, window);
+                (c.link, Some(c.capture), Some(c.controls))
             }
         }
     };
@@ -311,7 +346,9 @@ pub fn run(
             .map_err(|e| PipelineError::Runtime(e.to_string()))
     };
     let mut threads = Vec::new();
+    let (controls_tx, controls_rx) = std_mpsc::channel();
     let ingest = Ingest {
+        controls: controls_tx,
         events: link.events,
         next: q1.clone(),
         counters: counters.clone(),
@@ -380,6 +417,8 @@ pub fn run(
         counters: counters.clone(),
         clock,
         cancel: cancel.clone(),
+        controls: controls_rx,
+        edge_controls: controls.clone(),
     }
     .run(stop, on_frame, on_tick);
 
@@ -440,6 +479,7 @@ pub fn run(
     report.link = link_stats;
     report.security = config.link_security.as_ref().map(|s| s.snapshot());
     report.capture = capture_stats.map(|s| s.borrow().clone());
+    report.controls = controls.map(|c| c.borrow().clone());
     if let Some(end) = replay_end.and_then(|r| r.borrow().clone()) {
         report.recording_damage = end.damage.iter().map(|d| d.to_string()).collect();
         if let Some(e) = end.error {

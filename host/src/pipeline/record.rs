@@ -11,7 +11,7 @@ use super::PipelineConfig;
 use super::analyze::{Head, HeadOutput, Models, best};
 use super::stats::Stamps;
 use crate::heads::SegmentStats;
-use crate::link::OutgoingResult;
+use crate::link::{EdgeInput, OutgoingResult};
 use crate::preprocess::Rect;
 
 /// Why a frame the host took in produced no result from the model.
@@ -84,6 +84,35 @@ pub enum FrameOutcome {
     Failed(FrameFailure),
 }
 
+/// A button, pedal or probe event from the edge, as the run hands it on: with the newest
+/// frame the host had taken in when it came, and the frame whose record carries it.
+#[derive(Debug, Clone)]
+pub struct ControlRecord {
+    /// The event as received.
+    pub input: EdgeInput,
+    /// The `seq` of the newest frame taken in before it; none before the first.
+    pub after_seq: Option<u32>,
+}
+
+impl ControlRecord {
+    /// As one JSON object, in a frame's result line.
+    pub fn to_json(&self) -> serde_json::Value {
+        let probe = match &self.input.event.kind {
+            dinoedge_proto::EventKind::ProbeChanged { probe_id } => Some(probe_id.to_string()),
+            _ => None,
+        };
+        serde_json::json!({
+            "kind": self.input.kind_name(),
+            "probe_id": probe,
+            "session": self.input.session_id,
+            "edge_us": self.input.event.at_us,
+            "at_us": self.input.at_host_us,
+            "received_us": self.input.received_us,
+            "after_seq": self.after_seq,
+        })
+    }
+}
+
 /// One frame's way through the pipeline, handed to the caller once its result was sent.
 #[derive(Debug)]
 pub struct FrameRecord {
@@ -101,6 +130,9 @@ pub struct FrameRecord {
     pub dropped_before: u64,
     /// Run on the CPU fallback after a GPU fault (the result carries `DEGRADED`).
     pub degraded: bool,
+    /// The edge's button, pedal and probe events since the previous record went out, in
+    /// order.
+    pub controls: Vec<ControlRecord>,
 }
 
 impl FrameRecord {
@@ -249,6 +281,7 @@ impl FrameRecord {
             "error": self.failure().map(|f| f.to_string()),
             "dropped_before": self.dropped_before,
             "degraded": self.degraded,
+            "controls": self.controls.iter().map(ControlRecord::to_json).collect::<Vec<_>>(),
             "random_weights": models.backbone.random_weights(),
             "weights": models.backbone.weights_label(),
             "engine": if self.degraded { "cpu" } else { engine.engine.name() },

@@ -229,6 +229,14 @@ pub struct PipelineReport {
     /// frames the driver skipped, how frames were stamped, and why the capture ended early.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::capture::CaptureStats>,
+    /// The edge's button, pedal and probe events, by kind (only when it sent any): each is
+    /// in the result line of the frame that went out after it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub edge_events: BTreeMap<String, u64>,
+    /// The edge's controls beside a capture (a run on `--v4l2` with the edge's link): its
+    /// sessions, the results it was sent and the events it sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controls: Option<crate::controls::ControlsReport>,
     /// Rotation, retention and the disk-space guard of the recording and results files (a
     /// `run` that writes them); filled in by the caller that owns those files.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -108,6 +108,7 @@ impl EngineWorker {
                 outcome,
                 dropped_before: 0,
                 degraded: on_fallback,
+                controls: Vec::new(),
             });
         }
     }

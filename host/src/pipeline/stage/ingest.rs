@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::{AbortOnPanic, Cancel, Counters, DropReason, Job};
 use crate::link::LinkEvent;
 use crate::pipeline::handoff::Handoff;
+use crate::pipeline::record::ControlRecord;
 use crate::pipeline::stats::Stamps;
 use crate::preprocess::Rect;
 
@@ -26,20 +27,32 @@ pub struct Ingest {
     pub capture_clock: bool,
     /// The run's token.
     pub cancel: Cancel,
+    /// Where the edge's button, pedal and probe events go (to the output stage, which hands
+    /// each on with the next frame's record).
+    pub controls: std::sync::mpsc::Sender<ControlRecord>,
 }
 
 impl Ingest {
     /// Runs until the link's events end or the run stops; blocks (call it on its own thread).
     pub fn run(mut self, runtime: &tokio::runtime::Handle) {
         let _guard = AbortOnPanic(self.cancel.clone());
+        let mut newest: Option<u32> = None;
         while !self.cancel.is_stopped() {
             let event =
                 runtime.block_on(async { tokio::time::timeout(POLL, self.events.recv()).await });
             match event {
                 Err(_) => continue,
                 Ok(None) => break,
+                Ok(Some(LinkEvent::EdgeEvent(input))) => {
+                    // The output stage outlives this one; were it gone, the run is over.
+                    let _ = self.controls.send(ControlRecord {
+                        input,
+                        after_seq: newest,
+                    });
+                }
                 Ok(Some(LinkEvent::Frame(f))) => {
                     self.counters.received();
+                    newest = Some(f.frame.start.seq);
                     let start = &f.frame.start;
                     let job = Job {
                         crop: Rect {
@@ -74,9 +87,18 @@ impl Ingest {
         // counts what it could no longer hand over (`HostStopped`).
         self.events.close();
         while let Ok(event) = self.events.try_recv() {
-            if let LinkEvent::Frame(_) = event {
-                self.counters.received();
-                self.counters.dropped(DropReason::Stopped);
+            match event {
+                LinkEvent::Frame(_) => {
+                    self.counters.received();
+                    self.counters.dropped(DropReason::Stopped);
+                }
+                LinkEvent::EdgeEvent(input) => {
+                    let _ = self.controls.send(ControlRecord {
+                        input,
+                        after_seq: newest,
+                    });
+                }
+                _ => {}
             }
         }
     }

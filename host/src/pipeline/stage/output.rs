@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use super::{Cancel, Clock, Counters};
 use crate::link::{LinkStats, ResultRefused, ResultSender};
 use crate::pipeline::analyze::Models;
-use crate::pipeline::record::FrameRecord;
+use crate::controls::ControlsReport;
+use crate::pipeline::record::{ControlRecord, FrameRecord};
 use crate::pipeline::stats::{Percentiles, PipelineReport, ProcessUsage, micros_histogram};
 use crate::pipeline::{LiveStatus, PipelineConfig};
 use crate::telemetry::{self, TelemetryReport};
@@ -42,6 +43,10 @@ pub struct Output<'a> {
     pub clock: Clock,
     /// The run's token.
     pub cancel: Cancel,
+    /// The edge's button, pedal and probe events, from the ingest stage.
+    pub controls: Receiver<ControlRecord>,
+    /// The counts of the edge's controls beside a capture (`crate::controls`).
+    pub edge_controls: Option<watch::Receiver<ControlsReport>>,
 }
 
 /// What the output stage measured; the runner completes the report with the link's side.
@@ -83,6 +88,17 @@ impl Output<'_> {
         let sysfs_root = telemetry::root();
         let mut processed_at_tick = 0u64;
         let mut results_after_link_end = 0u64;
+        // Events wait here for the next frame's record.
+        let mut controls: Vec<ControlRecord> = Vec::new();
+        let take_controls = |report: &mut PipelineReport, into: &mut Vec<ControlRecord>| {
+            for c in self.controls.try_iter() {
+                *report
+                    .edge_events
+                    .entry(c.input.kind_name().to_owned())
+                    .or_default() += 1;
+                into.push(c);
+            }
+        };
         loop {
             if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 self.cancel.stop();
@@ -90,6 +106,8 @@ impl Output<'_> {
             match self.input.recv_timeout(POLL) {
                 Ok(mut record) => {
                     record.dropped_before = self.counters.take_dropped_recently();
+                    take_controls(&mut report, &mut controls);
+                    record.controls = std::mem::take(&mut controls);
                     // Stamped as it goes out, so that the result carries its own total latency.
                     record.stamps.sent_us = self.clock.now_us();
                     let outgoing = record.wire_result(self.models, self.config);
@@ -151,6 +169,7 @@ impl Output<'_> {
                 // The hardware on the same beat: clocks, temperatures, power, throttling.
                 TelemetryReport::add_to(&mut report.telemetry, telemetry::sample(&sysfs_root));
             }
+            take_controls(&mut report, &mut controls);
             if last_tick.elapsed() >= TICK {
                 let link = self.link_stats.borrow().clone();
                 let dt = last_tick.elapsed().as_secs_f64();
@@ -175,11 +194,21 @@ impl Output<'_> {
                         by
                     },
                     link,
+                    edge_events: report.edge_events.values().sum(),
+                    controls: self.edge_controls.as_ref().map(|c| c.borrow().clone()),
                 });
                 processed_at_tick = report.frames_processed;
             }
         }
         let elapsed_s = started.elapsed().as_secs_f64();
+        // Events after the last frame are counted; they are in the link's log too.
+        take_controls(&mut report, &mut controls);
+        if !controls.is_empty() {
+            tracing::info!(
+                events = controls.len(),
+                "edge events after the last frame: counted, with no frame to go with"
+            );
+        }
         // One more at the end, so that `last` is the hardware as the run left it even when the
         // run was shorter than the beat.
         TelemetryReport::add_to(&mut report.telemetry, telemetry::sample(&sysfs_root));

@@ -94,6 +94,7 @@ impl Preprocess {
                         outcome: FrameOutcome::Failed(FrameFailure::BadInput(e.to_string())),
                         dropped_before: 0,
                         degraded: false,
+                        controls: Vec::new(),
                     });
                 }
             }
