@@ -125,6 +125,8 @@ pub struct EdgeStats {
     pub packets_replayed: u32,
     /// Clear packets on a secure link (a downgrade or a forgery), dropped.
     pub packets_clear_refused: u32,
+    /// `Result`s acted on (in a session; the newest sets the alarm output).
+    pub results_received: u32,
 }
 
 /// What a secure edge holds: its key and the seed its handshake secrets are derived from.
@@ -522,7 +524,10 @@ where
                 let max = s.max_packet;
                 self.send(&pong, max)
             }
-            (Incoming::Alarm(raise), State::Session(_)) => self.set_alarm(raise),
+            (Incoming::Alarm(raise), State::Session(_)) => {
+                self.stats.results_received = self.stats.results_received.wrapping_add(1);
+                self.set_alarm(raise)
+            }
             (Incoming::HostError(ErrorCode::Protocol), State::Session(_)) => {
                 // The host has no session with us (it restarted): start again at once.
                 self.lose_link(now);

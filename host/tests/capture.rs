@@ -477,10 +477,24 @@ fn run_names_a_missing_device_and_a_file_that_is_not_one() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
-    // With the other sources, or its options alone: refused before anything opens.
-    let (code, _, err) = dinoedge(&["run", "--v4l2", "/dev/null", "--listen", "127.0.0.1:0"]);
+    // With a replay, or its options alone: refused before anything opens.
+    let (code, _, err) = dinoedge(&["run", "--v4l2", "/dev/null", "--replay", "a.rec"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot be used with"), "{err}");
+    // With the edge's link beside it (its controls): taken, and the device is what is refused.
+    let (code, _, err) = dinoedge(&[
+        "run",
+        "--v4l2",
+        "/dev/null",
+        "--listen",
+        "127.0.0.1:0",
+        "--link-cleartext",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("/dev/null is not a V4L2 capture device"),
+        "{err}"
+    );
     let (code, _, err) = dinoedge(&["run", "--v4l2-format", "mjpeg"]);
     assert_eq!(code, 2);
     assert!(err.contains("--v4l2 <DEVICE>"), "{err}");
@@ -518,11 +532,31 @@ fn the_config_file_takes_a_v4l2_source() {
 
     let two = write(
         "two.toml",
-        "[source]\nlisten = \"127.0.0.1:0\"\nv4l2 = \"/dev/video0\"\n",
+        "[source]\nlisten = \"127.0.0.1:0\"\nserial = \"/dev/ttyACM0\"\n",
     );
     let (code, _, err) = dinoedge(&["run", "--config", &two]);
     assert_eq!(code, 2);
     assert!(err.contains("more than one"), "{err}");
+    let replayed = write(
+        "replayed.toml",
+        "[source]\nreplay = \"a.rec\"\nv4l2 = \"/dev/video0\"\n",
+    );
+    let (code, _, err) = dinoedge(&["run", "--config", &replayed]);
+    assert_eq!(code, 2);
+    assert!(err.contains("more than one"), "{err}");
+
+    // A capture with the edge's link beside it, for its controls: taken, and the device is
+    // what is refused.
+    let controls = write(
+        "controls.toml",
+        "[source]\nlisten = \"127.0.0.1:0\"\nv4l2 = \"/dev/null\"\n[link]\ncleartext = true\n",
+    );
+    let (code, _, err) = dinoedge(&["run", "--config", &controls]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("/dev/null is not a V4L2 capture device"),
+        "{err}"
+    );
 
     let bad = write(
         "bad.toml",

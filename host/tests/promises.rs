@@ -412,6 +412,10 @@ fn check_report(r: &Value) {
         // Rotation, retention and the disk-space guard: filled in by `run` when it writes a
         // recording or a results file (host/tests/storage.rs checks it); bench leaves it out.
         "storage",
+        // The edge's buttons and pedal (only when it sent any), and its controls beside a
+        // capture (tests/tests/capture_controls.rs checks both).
+        "edge_events",
+        "controls",
     ]);
     assert!(
         always.is_subset(&keys),

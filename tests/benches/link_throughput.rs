@@ -73,6 +73,7 @@ fn run(frames: u32, secure: Option<(LinkKey, LinkSecurity)>) -> Result<Run, Stri
                     duration: Some(Duration::from_secs(120)),
                     device_id: heapless::String::try_from("bench").unwrap_or_default(),
                     key,
+                    controls: Default::default(),
                 },
                 &stop,
             );

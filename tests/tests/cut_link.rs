@@ -95,6 +95,7 @@ async fn every_frame_of_a_cut_session_is_told_once_the_edge_is_back() {
                 duration: Some(Duration::from_secs(300)),
                 device_id: heapless::String::try_from("cut").unwrap(),
                 key: None,
+                controls: Default::default(),
             },
             &sim_stop,
         )

@@ -41,6 +41,7 @@ fn start_sim(
                 duration: Some(Duration::from_secs(60)),
                 device_id: heapless::String::try_from("e2e").unwrap(),
                 key,
+                controls: Default::default(),
             },
             &stop2,
         )

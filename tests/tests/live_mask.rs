@@ -265,6 +265,7 @@ fn a_segmentation_mask_reaches_the_edge_over_a_live_link() {
                     duration: Some(HANG_GUARD),
                     device_id: heapless::String::try_from("mask-test").unwrap(),
                     key: None,
+                    controls: Default::default(),
                 },
                 &sim_stop,
             )

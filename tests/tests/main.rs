@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod capture_controls;
 mod cut_link;
 mod link_e2e;
 mod live_mask;

@@ -78,6 +78,7 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
             duration: Some(Duration::from_secs(30)),
             device_id: heapless::String::try_from("live-test").unwrap(),
             key: Some(key),
+            controls: Default::default(),
         },
         &sim_stop,
     )

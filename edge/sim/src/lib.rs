@@ -7,12 +7,13 @@ pub mod source;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dinoedge_edge::buffers::{EdgeBuffers, chunk_len, rx_len, tx_len};
 use dinoedge_edge::machine::{
-    Edge, EdgeConfig, EdgeError, EdgeSecurity, EdgeStats, NoInput, Peripherals, Phase,
+    Edge, EdgeConfig, EdgeError, EdgeSecurity, EdgeStats, Peripherals, Phase,
 };
 use dinoedge_edge::port::{FrameSource, NewFrame, SourceInfo};
 use dinoedge_edge::source::TestPattern;
@@ -78,6 +79,40 @@ pub struct SimConfig {
     pub device_id: heapless::String<{ dinoedge_proto::MAX_ID }>,
     /// The link key, for a secure link; `None` for the clear.
     pub key: Option<LinkKey>,
+    /// The freeze button and the foot switch, pressed by whoever holds a clone.
+    pub controls: SimControls,
+}
+
+/// The simulated unit's buttons: the caller presses them (sets a flag) and the edge sends
+/// the change as an `Event`.
+#[derive(Debug, Clone, Default)]
+pub struct SimControls {
+    /// The freeze button, down while `true`.
+    pub freeze: Arc<AtomicBool>,
+    /// The foot switch, down while `true`.
+    pub foot_switch: Arc<AtomicBool>,
+    /// `Result`s the edge has acted on so far (its alarm output follows the newest).
+    pub results_seen: Arc<AtomicU32>,
+    /// The alarm output's level now.
+    pub alarm: Arc<AtomicBool>,
+}
+
+/// A button whose level another thread sets.
+#[derive(Debug, Clone, Default)]
+pub struct SharedButton(pub Arc<AtomicBool>);
+
+impl embedded_hal::digital::ErrorType for SharedButton {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_hal::digital::InputPin for SharedButton {
+    fn is_high(&mut self) -> Result<bool, Self::Error> {
+        Ok(self.0.load(Ordering::Relaxed))
+    }
+
+    fn is_low(&mut self) -> Result<bool, Self::Error> {
+        Ok(!self.0.load(Ordering::Relaxed))
+    }
 }
 
 /// What happened.
@@ -278,8 +313,8 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
         source,
         clock: StdClock(started),
         alarm: AlarmLed::default(),
-        freeze: NoInput,
-        foot_switch: NoInput,
+        freeze: SharedButton(config.controls.freeze.clone()),
+        foot_switch: SharedButton(config.controls.foot_switch.clone()),
     };
     let mut edge = match config.key.clone() {
         Some(key) => {
@@ -328,7 +363,16 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
                 let _ = c.shutdown(std::net::Shutdown::Both);
             }
         }
-        match edge.step() {
+        let stepped = edge.step();
+        config
+            .controls
+            .results_seen
+            .store(edge.stats().results_received, Ordering::Relaxed);
+        config
+            .controls
+            .alarm
+            .store(edge.alarm_raised(), Ordering::Relaxed);
+        match stepped {
             Ok(true) => {}
             Ok(false) => std::thread::sleep(link::IDLE_SLEEP),
             Err(EdgeError::Link(LinkError::Closed | LinkError::Io(_))) => {

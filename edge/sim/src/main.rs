@@ -202,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         })?,
         key,
+        controls: Default::default(),
     };
     let stop = AtomicBool::new(false);
     let report = run_sim(config, &stop)?;

@@ -328,8 +328,7 @@ pub fn run(
                 (capture.link, Some(capture.stats), None)
             }
             Feed::Controls(buffers, edge) => {
-                let c =
-                    crate::controls::spawn(buffers, edge, config.link.clone(), epoch, window);
+                let c = crate::controls::spawn(buffers, edge, config.link.clone(), epoch, window);
                 (c.link, Some(c.capture), Some(c.controls))
             }
         }

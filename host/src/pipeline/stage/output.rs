@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{Cancel, Clock, Counters};
+use crate::controls::ControlsReport;
 use crate::link::{LinkStats, ResultRefused, ResultSender};
 use crate::pipeline::analyze::Models;
-use crate::controls::ControlsReport;
 use crate::pipeline::record::{ControlRecord, FrameRecord};
 use crate::pipeline::stats::{Percentiles, PipelineReport, ProcessUsage, micros_histogram};
 use crate::pipeline::{LiveStatus, PipelineConfig};
