@@ -219,7 +219,7 @@ impl Serve {
                     }
                 }
                 event = self.edge.events.recv(), if edge_open => match event {
-                    Some(event) => self.from_edge(event),
+                    Some(event) => self.on_edge_event(event),
                     None => edge_open = false,
                 },
                 permit = reserve(self.events.clone()), if !self.pending.is_empty() => {
@@ -265,7 +265,7 @@ impl Serve {
 
     /// What the edge's link reports: its events go on to the pipeline; sessions are logged
     /// and named in the report.
-    fn from_edge(&mut self, event: LinkEvent) {
+    fn on_edge_event(&mut self, event: LinkEvent) {
         match event {
             LinkEvent::EdgeEvent(input) => {
                 let kind = input.kind_name().to_owned();

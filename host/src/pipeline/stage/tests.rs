@@ -7,14 +7,14 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use dinoedge_proto::reassembly::Frame;
-use dinoedge_proto::{FrameMeta, FrameStart, PixelFormat};
+use dinoedge_proto::{Event, EventKind, FrameMeta, FrameStart, PixelFormat};
 use tokio::sync::mpsc;
 
 use super::ingest::Ingest;
 use super::preprocess::Preprocess;
 use super::{Cancel, Clock, Counters, DropReason, Job};
 use crate::backbone::InputSize;
-use crate::link::{LinkEvent, ReceivedFrame};
+use crate::link::{EdgeInput, LinkEvent, ReceivedFrame};
 use crate::pipeline::handoff::{Handoff, Overflow};
 use crate::pipeline::record::{FrameFailure, FrameOutcome};
 use crate::preprocess::{FramePreprocessor, PreprocessConfig, Preprocessor, Rect};
@@ -74,21 +74,42 @@ fn queues(capacity: usize, overflow: Overflow) -> (Arc<Handoff<Job>>, Arc<Handof
 fn ingest_under_live_keeps_the_newest_frame_and_counts_the_rest() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (tx, rx) = mpsc::channel(8);
+    let pedal = |at_us| {
+        LinkEvent::EdgeEvent(EdgeInput {
+            event: Event {
+                at_us,
+                kind: EventKind::FootSwitchPressed,
+            },
+            session_id: 7,
+            received_us: at_us,
+            at_host_us: None,
+        })
+    };
+    tx.try_send(pedal(1)).unwrap();
     for seq in 0..5 {
         tx.try_send(received(seq)).unwrap();
     }
+    tx.try_send(pedal(2)).unwrap();
     tx.try_send(LinkEvent::Connected).unwrap();
     drop(tx);
     let (next, _, cancel) = queues(1, Overflow::ReplaceOldest);
     let counters = Arc::new(Counters::default());
+    let (controls_tx, controls) = std::sync::mpsc::channel();
     Ingest {
         events: rx,
         next: next.clone(),
         counters: counters.clone(),
         capture_clock: false,
         cancel,
+        controls: controls_tx,
     }
     .run(runtime.handle());
+    // The edge's events go on in order, each with the newest frame taken before it.
+    let told: Vec<_> = controls
+        .try_iter()
+        .map(|c| (c.input.event.at_us, c.after_seq))
+        .collect();
+    assert_eq!(told, vec![(1, None), (2, Some(4))]);
     assert_eq!(counters.received_total(), 5);
     assert_eq!(counters.dropped_total(DropReason::Superseded), 4);
     assert_eq!(counters.take_dropped_recently(), 4);
@@ -118,6 +139,7 @@ fn ingest_told_to_stop_counts_what_the_link_had_handed_over() {
         counters: counters.clone(),
         capture_clock: true,
         cancel,
+        controls: std::sync::mpsc::channel().0,
     }
     .run(runtime.handle());
     assert_eq!(counters.received_total(), 3);
