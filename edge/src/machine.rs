@@ -18,6 +18,10 @@
 //! [`Hello::previous`], so that the host can report the frames that vanished with the
 //! connection; the first `Hello` after boot has none.
 //!
+//! A host that captures the video itself (PROTOCOL.md §6.8) grants no credit: the machine then
+//! drops every frame its source gives and serves only its buttons, pedal and alarm, with no
+//! change here.
+//!
 //! [`Edge::step`] does a bounded amount of work and never blocks on the source: call it in the
 //! main loop (or from a timer) as often as the link can take packets.
 

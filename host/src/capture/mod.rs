@@ -13,9 +13,10 @@
 //!
 //! The pipeline takes a capture as [`crate::pipeline::Input::Capture`]: [`source::spawn`]
 //! presents it as a [`crate::link::Link`] (events, counters, stop), so every stage after the
-//! link is the same. There is no edge on this path: results go to the caller (JSON lines, the
-//! view) and are not sent anywhere; buttons, pedal and alarm need the edge's link, which a run
-//! does not combine with a capture yet.
+//! link is the same. Alone, a capture has no edge: results go to the caller (JSON lines, the
+//! view) and are not sent anywhere. With the edge's link beside it (`crate::controls`,
+//! [`crate::pipeline::Input::CaptureWithControls`]) the edge serves its buttons, pedal and
+//! alarm, and gets every result.
 //!
 //! Every frame is stamped at capture on the pipeline's clock: from the driver's buffer
 //! timestamp when the driver says it is `CLOCK_MONOTONIC` (the clock of [`std::time::Instant`]
