@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use dinoedge::link::secure::{Keyring, LinkSecurity, SecureSource, keyring};
 use dinoedge::link::{LinkConfig, LinkEvent, LiveSource, Source, Transport};
 use dinoedge_edge::port::SourceInfo;
-use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 use dinoedge_proto::secure::{LinkKey, parse_key_block};
@@ -64,16 +63,11 @@ fn run(frames: u32, secure: Option<(LinkKey, LinkSecurity)>) -> Result<Run, Stri
         let sim = std::thread::spawn(move || {
             let report = run_sim(
                 SimConfig {
-                    input: SimInput::Pattern(INFO),
-                    target: SimTarget::TcpConnect(addr),
-                    faults: Faults::default(),
-                    pause: None,
-                    disconnect_at: None,
                     max_frames: Some(frames),
                     duration: Some(Duration::from_secs(120)),
                     device_id: heapless::String::try_from("bench").unwrap_or_default(),
                     key,
-                    controls: Default::default(),
+                    ..SimConfig::new(SimInput::Pattern(INFO), SimTarget::TcpConnect(addr))
                 },
                 &stop,
             );

@@ -97,21 +97,19 @@ fn the_edge_serves_its_controls_while_the_host_captures_the_frames() {
         std::thread::spawn(move || {
             run_sim(
                 SimConfig {
-                    input: SimInput::Pattern(SourceInfo {
-                        width: 64,
-                        height: 48,
-                        format: PixelFormat::Gray8,
-                        fps_milli: 30_000,
-                    }),
-                    target: SimTarget::TcpConnect(addr),
-                    faults: Default::default(),
-                    pause: None,
-                    disconnect_at: None,
-                    max_frames: None,
                     duration: Some(Duration::from_secs(120)),
                     device_id: heapless::String::try_from("controls-test").unwrap(),
                     key: Some(key),
                     controls,
+                    ..SimConfig::new(
+                        SimInput::Pattern(SourceInfo {
+                            width: 64,
+                            height: 48,
+                            format: PixelFormat::Gray8,
+                            fps_milli: 30_000,
+                        }),
+                        SimTarget::TcpConnect(addr),
+                    )
                 },
                 &stop,
             )

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use dinoedge::link::{LinkConfig, LinkEvent, LiveSource, Transport};
 use dinoedge_edge::port::SourceInfo;
-use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 use dinoedge_proto::reassembly::LossReason;
@@ -81,21 +80,17 @@ async fn every_frame_of_a_cut_session_is_told_once_the_edge_is_back() {
     let sim = std::thread::spawn(move || {
         run_sim(
             SimConfig {
-                input: SimInput::Pattern(SourceInfo {
-                    width: 64,
-                    height: 48,
-                    format: PixelFormat::Gray8,
-                    fps_milli: 0,
-                }),
-                target: SimTarget::TcpConnect(proxy_addr),
-                faults: Faults::default(),
-                pause: None,
-                disconnect_at: None,
-                max_frames: None,
                 duration: Some(Duration::from_secs(300)),
                 device_id: heapless::String::try_from("cut").unwrap(),
-                key: None,
-                controls: Default::default(),
+                ..SimConfig::new(
+                    SimInput::Pattern(SourceInfo {
+                        width: 64,
+                        height: 48,
+                        format: PixelFormat::Gray8,
+                        fps_milli: 0,
+                    }),
+                    SimTarget::TcpConnect(proxy_addr),
+                )
             },
             &sim_stop,
         )

@@ -32,16 +32,12 @@ fn start_sim(
     let handle = std::thread::spawn(move || {
         run_sim(
             SimConfig {
-                input,
-                target,
                 faults,
-                pause: None,
-                disconnect_at: None,
                 max_frames,
                 duration: Some(Duration::from_secs(60)),
                 device_id: heapless::String::try_from("e2e").unwrap(),
                 key,
-                controls: Default::default(),
+                ..SimConfig::new(input, target)
             },
             &stop2,
         )

@@ -22,7 +22,6 @@ use dinoedge::heads::{HeadFiles, Task};
 use dinoedge::link::{LinkConfig, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
-use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SIM_PACKET_RX, SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::{Message, PixelFormat, wire};
 
@@ -251,21 +250,17 @@ fn a_segmentation_mask_reaches_the_edge_over_a_live_link() {
         std::thread::spawn(move || {
             run_sim(
                 SimConfig {
-                    input: SimInput::Pattern(SourceInfo {
-                        width: 96,
-                        height: 64,
-                        format: PixelFormat::Gray8,
-                        fps_milli: 30_000,
-                    }),
-                    target: SimTarget::TcpConnect(edge_side),
-                    faults: Faults::default(),
-                    pause: None,
-                    disconnect_at: None,
-                    max_frames: None,
                     duration: Some(HANG_GUARD),
                     device_id: heapless::String::try_from("mask-test").unwrap(),
-                    key: None,
-                    controls: Default::default(),
+                    ..SimConfig::new(
+                        SimInput::Pattern(SourceInfo {
+                            width: 96,
+                            height: 64,
+                            format: PixelFormat::Gray8,
+                            fps_milli: 30_000,
+                        }),
+                        SimTarget::TcpConnect(edge_side),
+                    )
                 },
                 &sim_stop,
             )

@@ -13,7 +13,6 @@ use dinoedge::link::secure::{Keyring, LinkSecurity, SecureSource, keyring};
 use dinoedge::link::{Limited, LiveSource, Transport};
 use dinoedge::pipeline::{self, Input, Models, PipelineConfig, Policy};
 use dinoedge_edge::port::SourceInfo;
-use dinoedge_edge_sim::link::Faults;
 use dinoedge_edge_sim::{SimConfig, SimInput, SimTarget, run_sim};
 use dinoedge_proto::PixelFormat;
 use dinoedge_proto::secure::parse_key_block;
@@ -64,21 +63,19 @@ fn a_live_link_gets_a_result_for_every_processed_frame() {
     let sim_stop = AtomicBool::new(false);
     let sim = run_sim(
         SimConfig {
-            input: SimInput::Pattern(SourceInfo {
-                width: 96,
-                height: 64,
-                format: PixelFormat::Gray8,
-                fps_milli: 60_000,
-            }),
-            target: SimTarget::TcpConnect(addr),
-            faults: Faults::default(),
-            pause: None,
-            disconnect_at: None,
             max_frames: Some(60),
             duration: Some(Duration::from_secs(30)),
             device_id: heapless::String::try_from("live-test").unwrap(),
             key: Some(key),
-            controls: Default::default(),
+            ..SimConfig::new(
+                SimInput::Pattern(SourceInfo {
+                    width: 96,
+                    height: 64,
+                    format: PixelFormat::Gray8,
+                    fps_milli: 60_000,
+                }),
+                SimTarget::TcpConnect(addr),
+            )
         },
         &sim_stop,
     )

@@ -83,6 +83,25 @@ pub struct SimConfig {
     pub controls: SimControls,
 }
 
+impl SimConfig {
+    /// `input` over `target`: no faults, pauses or disconnection, no limit on frames or time,
+    /// the unit `sim-0001` in the clear, its buttons up.
+    pub fn new(input: SimInput, target: SimTarget) -> Self {
+        SimConfig {
+            input,
+            target,
+            faults: Faults::default(),
+            pause: None,
+            disconnect_at: None,
+            max_frames: None,
+            duration: None,
+            device_id: heapless::String::try_from("sim-0001").unwrap_or_default(),
+            key: None,
+            controls: SimControls::default(),
+        }
+    }
+}
+
 /// The simulated unit's buttons: the caller presses them (sets a flag) and the edge sends
 /// the change as an `Event`.
 #[derive(Debug, Clone, Default)]

@@ -71,6 +71,14 @@ impl Host {
         Host::new(LinkConfig::default())
     }
 
+    /// A host whose edge serves only its controls (a capture brings the frames).
+    fn controls_only() -> Self {
+        Host::new(LinkConfig {
+            controls_only: true,
+            ..LinkConfig::default()
+        })
+    }
+
     /// The edge sends `msg` now.
     fn recv(&mut self, msg: &Message<'_>) {
         let mut buf = vec![0u8; wire::encode_buffer_len(256 * 1024)];
@@ -722,10 +730,7 @@ fn an_edge_that_names_another_session_or_none_gets_no_losses_made_up() {
 
 #[test]
 fn an_edge_serving_only_its_controls_gets_no_credit_and_every_result_and_is_heard() {
-    let mut host = Host::new(LinkConfig {
-        controls_only: true,
-        ..LinkConfig::default()
-    });
+    let mut host = Host::controls_only();
     host.events();
     host.now = 10 * MS;
     // A sensor far too large to take: it does not matter, no frame is taken.
@@ -821,10 +826,7 @@ fn an_edge_serving_only_its_controls_gets_no_credit_and_every_result_and_is_hear
 
 #[test]
 fn results_go_to_an_edge_serving_its_controls_with_capture_time_zero_until_its_clock_is_known() {
-    let mut host = Host::new(LinkConfig {
-        controls_only: true,
-        ..LinkConfig::default()
-    });
+    let mut host = Host::controls_only();
     host.open_session();
     let mut captured = result(1, 5, None);
     captured.result.capture_us = 45 * MS;
