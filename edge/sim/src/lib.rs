@@ -110,7 +110,8 @@ pub struct SimControls {
     pub freeze: Arc<AtomicBool>,
     /// The foot switch, down while `true`.
     pub foot_switch: Arc<AtomicBool>,
-    /// `Result`s the edge has acted on so far (its alarm output follows the newest).
+    /// `Result`s the edge has acted on so far (its alarm output follows the newest); stored
+    /// after [`alarm`](Self::alarm), with `Release`: load it with `Acquire`, then the alarm.
     pub results_seen: Arc<AtomicU32>,
     /// The alarm output's level now.
     pub alarm: Arc<AtomicBool>,
@@ -383,14 +384,16 @@ pub fn run_sim(config: SimConfig, stop: &AtomicBool) -> Result<SimReport, SimErr
             }
         }
         let stepped = edge.step();
-        config
-            .controls
-            .results_seen
-            .store(edge.stats().results_received, Ordering::Relaxed);
+        // The alarm first: whoever reads a result count (Acquire) sees the alarm as that
+        // result left it.
         config
             .controls
             .alarm
             .store(edge.alarm_raised(), Ordering::Relaxed);
+        config
+            .controls
+            .results_seen
+            .store(edge.stats().results_received, Ordering::Release);
         match stepped {
             Ok(true) => {}
             Ok(false) => std::thread::sleep(link::IDLE_SLEEP),

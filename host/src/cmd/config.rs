@@ -174,7 +174,8 @@ pub fn parse(text: &str) -> anyhow::Result<Config> {
         (0, false, false) => bail!("[source] needs one of listen, tcp, serial, replay or v4l2"),
         (2.., _, _) => bail!("[source] has more than one of listen, tcp and serial; keep one"),
         (_, true, true) | (1, true, false) => bail!(
-            "[source] has more than one of listen, tcp, serial, replay and v4l2; keep one              (v4l2 may have one of listen, tcp or serial beside it, for the edge's controls)"
+            "[source] has more than one of listen, tcp, serial, replay and v4l2; keep one \
+             (v4l2 may have one of listen, tcp or serial beside it, for the edge's controls)"
         ),
         _ => {}
     }

@@ -56,11 +56,13 @@ pub struct ControlsReport {
     pub sessions: u64,
     /// Results sent to the edge (one per captured frame while it had a session).
     pub results_sent: u64,
-    /// Results not sent: no edge session at the time, or the link had no room.
+    /// Results not sent: no edge session at the time, no room on the edge's link, or the
+    /// link stopped before writing them.
     pub results_not_sent: u64,
     /// Events by kind (`FootSwitchPressed`, ...), as received.
     pub events: BTreeMap<String, u64>,
-    /// Events received after the run had stopped taking them.
+    /// Events received but not handed to the run: after the capture had ended or the run had
+    /// stopped, or while more than 1,024 waited for a full frame queue.
     pub events_undelivered: u64,
     /// Frame packets the edge sent though it was granted no credit, ignored.
     pub frame_packets_unasked: u64,
@@ -92,7 +94,8 @@ impl ControlsReport {
                 .join(", ")
         };
         format!(
-            "edge controls on {}{}: {} session(s), {} results sent, {} not sent (no session), \
+            "edge controls on {}{}: {} session(s), {} results sent, {} not sent (no session or no \
+             room), \
              {events}{}",
             self.link,
             self.device
@@ -160,6 +163,7 @@ pub fn spawn(
             edge,
             events: Some(events_tx),
             pending: VecDeque::new(),
+            capturing: true,
             results: results_rx,
             stop: stop_rx,
             report: report_tx,
@@ -187,6 +191,9 @@ struct Serve {
     events: Option<mpsc::Sender<LinkEvent>>,
     /// Edge events waiting for room in that queue.
     pending: VecDeque<LinkEvent>,
+    /// Whether the capture thread still runs; events that come after it ended have no frame
+    /// to go with.
+    capturing: bool,
     results: mpsc::Receiver<OutgoingResult>,
     stop: watch::Receiver<bool>,
     report: watch::Sender<ControlsReport>,
@@ -198,18 +205,18 @@ impl Serve {
     async fn run(mut self) -> LinkStats {
         let to_edge = self.edge.handle.results();
         let mut publish = tokio::time::interval(PUBLISH);
-        let mut capturing = true;
         let mut results_open = true;
         let mut stopping = false;
         let mut edge_open = true;
-        // Until the capture has ended and the pipeline has sent its last result.
-        while capturing || results_open {
+        // Until the capture has ended, the events it left waiting were handed on, and the
+        // pipeline has sent its last result.
+        while self.capturing || self.events.is_some() || results_open {
             tokio::select! {
-                changed = self.capture_stats.changed(), if capturing => {
+                changed = self.capture_stats.changed(), if self.capturing => {
                     // The capture thread owns the sender: an error is its end.
                     if changed.is_err() {
-                        capturing = false;
-                        self.capture_ended();
+                        self.capturing = false;
+                        self.let_go_when_handed_on();
                     }
                 }
                 changed = self.stop.changed(), if !stopping => {
@@ -227,9 +234,16 @@ impl Serve {
                         (Some(permit), Some(event)) => {
                             permit.send(event);
                         }
-                        (None, Some(_)) => self.undelivered(1),
+                        (None, Some(_)) => {
+                            // The pipeline stopped reading: nothing waiting will be taken.
+                            let left = 1 + self.pending.len() as u64;
+                            self.pending.clear();
+                            self.events = None;
+                            self.undelivered(left);
+                        }
                         _ => {}
                     }
+                    self.let_go_when_handed_on();
                 }
                 result = self.results.recv(), if results_open => match result {
                     Some(result) => {
@@ -243,6 +257,18 @@ impl Serve {
                     None => results_open = false,
                 },
                 _ = publish.tick() => self.publish(),
+            }
+        }
+        // The edge's link hands over what it holds as it stops: it must not wait for room
+        // here, where nobody reads any more.
+        self.edge.events.close();
+        while let Ok(event) = self.edge.events.try_recv() {
+            if let LinkEvent::EdgeEvent(input) = event {
+                let kind = input.kind_name().to_owned();
+                self.report.send_modify(|r| {
+                    *r.events.entry(kind).or_default() += 1;
+                    r.events_undelivered += 1;
+                });
             }
         }
         let edge = match self.edge.handle.finish().await {
@@ -271,7 +297,7 @@ impl Serve {
                 let kind = input.kind_name().to_owned();
                 self.report
                     .send_modify(|r| *r.events.entry(kind).or_default() += 1);
-                if self.events.is_none() || self.pending.len() >= PENDING_EVENTS {
+                if !self.capturing || self.pending.len() >= PENDING_EVENTS {
                     self.undelivered(1);
                 } else {
                     self.pending.push_back(LinkEvent::EdgeEvent(input));
@@ -300,19 +326,12 @@ impl Serve {
         self.publish();
     }
 
-    /// The capture ended: events still waiting are handed on if there is room now, and the
-    /// queue is let go so that the pipeline's input ends.
-    fn capture_ended(&mut self) {
-        if let Some(events) = self.events.take() {
-            while let Some(event) = self.pending.pop_front() {
-                if events.try_send(event).is_err() {
-                    self.undelivered(1);
-                }
-            }
+    /// Once the capture has ended and no event waits any more, the queue is let go, so that
+    /// the pipeline's input ends (the capture thread has let go of its end already).
+    fn let_go_when_handed_on(&mut self) {
+        if !self.capturing && self.pending.is_empty() {
+            self.events = None;
         }
-        let left = self.pending.len() as u64;
-        self.pending.clear();
-        self.undelivered(left);
     }
 
     fn undelivered(&mut self, n: u64) {

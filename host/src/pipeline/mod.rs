@@ -416,7 +416,7 @@ pub fn run(
         counters: counters.clone(),
         clock,
         cancel: cancel.clone(),
-        controls: controls_rx,
+        controls: &controls_rx,
         edge_controls: controls.clone(),
     }
     .run(stop, on_frame, on_tick);
@@ -439,6 +439,14 @@ pub fn run(
         )));
     }
     let mut report = totals.report;
+    // Events the ingest stage handed on after the output stage had ended (a stopped run):
+    // counted, with no frame to go with.
+    for late in controls_rx.try_iter() {
+        *report
+            .edge_events
+            .entry(late.input.kind_name().to_owned())
+            .or_default() += 1;
+    }
     if let Some(fault) = engine_error.lock().ok().and_then(|w| w.clone()) {
         if !fault.poisoned {
             return Err(PipelineError::Runtime(format!(

@@ -44,7 +44,7 @@ impl Ingest {
                 Err(_) => continue,
                 Ok(None) => break,
                 Ok(Some(LinkEvent::EdgeEvent(input))) => {
-                    // The output stage outlives this one; were it gone, the run is over.
+                    // Whatever the output stage no longer takes, the runner counts.
                     let _ = self.controls.send(ControlRecord {
                         input,
                         after_seq: newest,

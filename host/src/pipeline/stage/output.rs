@@ -43,8 +43,9 @@ pub struct Output<'a> {
     pub clock: Clock,
     /// The run's token.
     pub cancel: Cancel,
-    /// The edge's button, pedal and probe events, from the ingest stage.
-    pub controls: Receiver<ControlRecord>,
+    /// The edge's button, pedal and probe events, from the ingest stage (the runner counts
+    /// what comes after this stage ended).
+    pub controls: &'a Receiver<ControlRecord>,
     /// The counts of the edge's controls beside a capture (`crate::controls`).
     pub edge_controls: Option<watch::Receiver<ControlsReport>>,
 }
