@@ -42,7 +42,12 @@ impl Core {
             max_chunk_len: wire::chunk_capacity(to_host) as u32,
             ..self.config.reassembly
         };
+        // A Hello may come from an edge that rebooted on a line that stayed open: its clock
+        // began anew, so the old offset is void until the ping below is answered.
+        self.stats.clock_offset_us = None;
+        self.stats.clock_rtt_us = None;
         let Some(conn) = &mut self.conn else { return };
+        conn.clock.clear();
         conn.reassembler.set_config(reassembly);
         conn.max_packet_to_edge = to_edge;
         conn.session = Some(Session {

@@ -841,3 +841,40 @@ fn results_go_to_an_edge_serving_its_controls_with_capture_time_zero_until_its_c
         }]
     );
 }
+
+#[test]
+fn a_hello_on_an_open_line_forgets_the_clock_offset_of_the_edges_last_boot() {
+    let mut host = Host::default();
+    host.now = 10 * MS;
+    host.open_session();
+    host.now = 12 * MS;
+    host.recv(&Message::Pong(Pong {
+        id: 1,
+        ping_sent_us: 10 * MS,
+        received_us: 1_000_000 + 11 * MS,
+    }));
+    assert_eq!(host.link.stats().clock_offset_us, Some(1_000_000));
+    // The edge rebooted on a serial line that stayed open: its clock starts again near 0.
+    host.now = 20 * MS;
+    host.open_session();
+    assert_eq!(host.link.stats().clock_offset_us, None);
+    host.frame(0, 5 * MS);
+    let events = host.events();
+    let [LinkEvent::Frame(f)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        f.capture_host_us, None,
+        "no capture time from the old offset"
+    );
+    // The new boot's answer gives the new offset.
+    host.recv(&Message::Pong(Pong {
+        id: 2,
+        ping_sent_us: 20 * MS,
+        received_us: 6 * MS,
+    }));
+    assert_eq!(
+        host.link.stats().clock_offset_us,
+        Some(6 * MS as i64 - 20 * MS as i64)
+    );
+}
