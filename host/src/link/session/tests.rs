@@ -87,6 +87,16 @@ impl Host {
         self.link.on_bytes(now, bytes);
     }
 
+    /// The edge answers ping `id`, sent at `ping_sent_us`, having got it at `edge_us` on its
+    /// clock.
+    fn pong(&mut self, id: u32, ping_sent_us: u64, edge_us: u64) {
+        self.recv(&Message::Pong(Pong {
+            id,
+            ping_sent_us,
+            received_us: edge_us,
+        }));
+    }
+
     /// Time passes, and the runner ticks.
     fn advance(&mut self, us: u64) {
         self.now += us;
@@ -370,11 +380,7 @@ fn pings_map_capture_times_once_the_edge_answers() {
     host.open_session();
     // The edge's clock runs 1 s ahead; the answer comes 2 ms after the ping left.
     host.now = 12 * MS;
-    host.recv(&Message::Pong(Pong {
-        id: 1,
-        ping_sent_us: 10 * MS,
-        received_us: 1_000_000 + 11 * MS,
-    }));
+    host.pong(1, 10 * MS, 1_000_000 + 11 * MS);
     let stats = host.link.stats();
     assert_eq!(stats.clock_offset_us, Some(1_000_000));
     assert_eq!(stats.clock_rtt_us, Some(2 * MS));
@@ -588,11 +594,7 @@ fn a_frame_that_stops_arriving_times_out_on_the_tick() {
 fn a_new_connection_forgets_the_clock_offset_and_gets_a_new_session_id() {
     let mut host = Host::default();
     host.open_session();
-    host.recv(&Message::Pong(Pong {
-        id: 1,
-        ping_sent_us: 0,
-        received_us: 5,
-    }));
+    host.pong(1, 0, 5);
     assert!(host.link.stats().clock_offset_us.is_some());
     host.link.on_disconnected(host.now, "cut");
     host.link.on_connected(host.now);
@@ -751,11 +753,7 @@ fn an_edge_serving_only_its_controls_gets_no_credit_and_every_result_and_is_hear
     host.events();
     // The edge's clock runs 1 s ahead.
     host.now = 12 * MS;
-    host.recv(&Message::Pong(Pong {
-        id: 1,
-        ping_sent_us: 10 * MS,
-        received_us: 1_000_000 + 11 * MS,
-    }));
+    host.pong(1, 10 * MS, 1_000_000 + 11 * MS);
 
     // A frame sent without credit is counted and ignored; no credit is ever granted, and the
     // frames the edge drops for want of it are not the run's losses.
@@ -848,11 +846,7 @@ fn a_hello_on_an_open_line_forgets_the_clock_offset_of_the_edges_last_boot() {
     host.now = 10 * MS;
     host.open_session();
     host.now = 12 * MS;
-    host.recv(&Message::Pong(Pong {
-        id: 1,
-        ping_sent_us: 10 * MS,
-        received_us: 1_000_000 + 11 * MS,
-    }));
+    host.pong(1, 10 * MS, 1_000_000 + 11 * MS);
     assert_eq!(host.link.stats().clock_offset_us, Some(1_000_000));
     // The edge rebooted on a serial line that stayed open: its clock starts again near 0.
     host.now = 20 * MS;
@@ -868,11 +862,7 @@ fn a_hello_on_an_open_line_forgets_the_clock_offset_of_the_edges_last_boot() {
         "no capture time from the old offset"
     );
     // The new boot's answer gives the new offset.
-    host.recv(&Message::Pong(Pong {
-        id: 2,
-        ping_sent_us: 20 * MS,
-        received_us: 6 * MS,
-    }));
+    host.pong(2, 20 * MS, 6 * MS);
     assert_eq!(
         host.link.stats().clock_offset_us,
         Some(6 * MS as i64 - 20 * MS as i64)
