@@ -96,6 +96,19 @@ impl LinkStats {
         self.crc_errors = d.crc_errors;
     }
 
+    /// A time on the edge's clock moved onto the link's, once the clock offset is known (and
+    /// when it falls after the link's epoch).
+    pub(crate) fn to_host_clock(&self, edge_us: u64) -> Option<u64> {
+        let offset = self.clock_offset_us?;
+        u64::try_from(i128::from(edge_us) - i128::from(offset)).ok()
+    }
+
+    /// A time on the link's clock moved onto the edge's, once the clock offset is known.
+    pub(crate) fn to_edge_clock(&self, host_us: u64) -> Option<u64> {
+        let offset = self.clock_offset_us?;
+        u64::try_from(i128::from(host_us) + i128::from(offset)).ok()
+    }
+
     /// One line for a progress display.
     pub fn progress_line(&self) -> String {
         format!(

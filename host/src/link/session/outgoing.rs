@@ -70,13 +70,7 @@ impl Core {
         if controls_only {
             // The capture time on the edge's clock (PROTOCOL.md §6.8); 0 until the offset is
             // known.
-            msg.capture_us = self
-                .stats
-                .clock_offset_us
-                .and_then(|offset| {
-                    u64::try_from(i128::from(msg.capture_us) + i128::from(offset)).ok()
-                })
-                .unwrap_or(0);
+            msg.capture_us = self.stats.to_edge_clock(msg.capture_us).unwrap_or(0);
         }
         msg.mask = out.mask.as_ref().map(|(width, height, runs)| RleMask {
             width: *width,

@@ -45,9 +45,7 @@ impl Core {
             Message::Event(event) => {
                 self.stats.edge_events += 1;
                 let session_id = conn.session.as_ref().map_or(0, |s| s.id);
-                let at_host_us = self.stats.clock_offset_us.and_then(|offset| {
-                    u64::try_from(i128::from(event.at_us) - i128::from(offset)).ok()
-                });
+                let at_host_us = self.stats.to_host_clock(event.at_us);
                 tracing::info!(kind = ?event.kind, session_id, "edge control");
                 self.emit(LinkEvent::EdgeEvent(EdgeInput {
                     event: event.clone(),
@@ -137,9 +135,7 @@ impl Core {
             Reassembled::Frame(frame) => {
                 self.stats.frames_received += 1;
                 self.stats.frame_bytes += frame.data.len() as u64;
-                let capture_host_us = self.stats.clock_offset_us.and_then(|offset| {
-                    u64::try_from(i128::from(frame.start.capture_us) - i128::from(offset)).ok()
-                });
+                let capture_host_us = self.stats.to_host_clock(frame.start.capture_us);
                 let received_us = frame.last_us;
                 self.emit(LinkEvent::Frame(ReceivedFrame {
                     frame,
