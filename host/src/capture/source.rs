@@ -177,12 +177,6 @@ impl CaptureStats {
 
     /// One line for the run's summary.
     pub fn summary_line(&self) -> String {
-        let lost = self
-            .lost
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         format!(
             "capture {}: {} buffers, {} frames to the pipeline, {} made as the run stopped, {} \
              lost{}, {} skipped by the driver (counted as dropped at the edge); stamped by the \
@@ -192,11 +186,7 @@ impl CaptureStats {
             self.frames,
             self.undelivered,
             self.lost_total(),
-            if lost.is_empty() {
-                String::new()
-            } else {
-                format!(" ({lost})")
-            },
+            crate::pipeline::counts_by_name(&self.lost),
             self.skipped_by_driver,
             self.stamped_by_driver,
             self.stamped_at_dequeue,

@@ -202,7 +202,7 @@ fn summary(stats: &LinkStats) -> String {
         stats.frames_received,
         stats.frame_bytes,
         stats.lost_total(),
-        super::losses_by_reason(&stats.frames_lost),
+        dinoedge::pipeline::counts_by_name(&stats.frames_lost),
         stats.dropped_at_edge,
         stats.bytes,
         stats.packets,

@@ -88,15 +88,6 @@ enum Command {
     Version,
 }
 
-/// " (Reason n, Reason m)" for loss counters by reason, or nothing when there are none.
-fn losses_by_reason(lost: &std::collections::BTreeMap<String, u64>) -> String {
-    if lost.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = lost.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    format!(" ({})", parts.join(", "))
-}
-
 /// Runs the parsed command; the exit code says whether it found trouble (1) or not (0).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

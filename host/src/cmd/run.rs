@@ -643,9 +643,9 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         l.p999_ms,
         l.max_ms,
         report.dropped_total(),
-        super::losses_by_reason(&report.dropped),
+        pipeline::counts_by_name(&report.dropped),
         report.lost_total(),
-        super::losses_by_reason(&report.lost),
+        pipeline::counts_by_name(&report.lost),
         report.dropped_at_edge,
         models.backbone.engine().summary(),
     );
@@ -680,13 +680,9 @@ pub fn summary(report: &PipelineReport, models: &Models) -> String {
         }
         None if !report.edge_events.is_empty() => {
             out.push_str(&format!(
-                "\nedge events: {}",
-                report
-                    .edge_events
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "\nedge events: {}{}",
+                report.edge_events.values().sum::<u64>(),
+                pipeline::counts_by_name(&report.edge_events)
             ));
         }
         None => {}
@@ -712,7 +708,7 @@ pub fn security_summary(s: &dinoedge::link::secure::SecurityReport) -> String {
          replayed, {} in the clear, {} damaged",
         s.handshakes_accepted,
         s.refused_total(),
-        super::losses_by_reason(&refused),
+        pipeline::counts_by_name(&refused),
         s.packets_forged,
         s.packets_replayed,
         s.packets_clear_refused,

@@ -205,7 +205,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         summary.frames_delivered,
         summary.frame_bytes,
         summary.lost_total(),
-        super::losses_by_reason(&summary.frames_lost)
+        dinoedge::pipeline::counts_by_name(&summary.frames_lost)
     );
     if summary.truncated_tail > 0 {
         println!(

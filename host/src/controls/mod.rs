@@ -84,19 +84,9 @@ impl ControlsReport {
 
     /// One line for the run's summary.
     pub fn summary_line(&self) -> String {
-        let events = if self.events.is_empty() {
-            "no events".to_owned()
-        } else {
-            self.events
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         format!(
             "edge controls on {}{}: {} session(s), {} results sent, {} not sent (no session or no \
-             room), \
-             {events}{}",
+             room), {} event(s){}{}",
             self.link,
             self.device
                 .as_ref()
@@ -105,6 +95,8 @@ impl ControlsReport {
             self.sessions,
             self.results_sent,
             self.results_not_sent,
+            self.events.values().sum::<u64>(),
+            crate::pipeline::counts_by_name(&self.events),
             if self.frame_packets_unasked > 0 {
                 format!(
                     "; {} frame packets sent without credit, ignored",

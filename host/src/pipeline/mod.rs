@@ -41,7 +41,9 @@ use self::stage::{Cancel, Clock, Counters, DropReason};
 pub use analyze::{Head, HeadOutput, HeadRunError, Models, ModelsError, NamedHead, best};
 pub use handoff::{Handoff, Overflow};
 pub use record::{FrameFailure, FrameOutcome, FrameRecord, HeadResult};
-pub use stats::{Percentiles, PipelineReport, ProcessUsage, Stamps, micros_histogram};
+pub use stats::{
+    Percentiles, PipelineReport, ProcessUsage, Stamps, counts_by_name, micros_histogram,
+};
 
 /// How frames are scheduled when the backbone is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

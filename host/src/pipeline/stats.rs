@@ -254,3 +254,12 @@ impl PipelineReport {
         self.lost.values().sum()
     }
 }
+
+/// Counts by name for a summary line: ` (name n, name n)`, or nothing when there are none.
+pub fn counts_by_name(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(" ({})", parts.join(", "))
+}
